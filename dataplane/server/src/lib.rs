@@ -1,0 +1,1 @@
+//! The thread-per-core data plane: shards, listeners, sessions, ingest.

@@ -1,0 +1,1 @@
+//! System-test harness: starts the real `shoal` binary on a fresh data directory.
