@@ -4,6 +4,8 @@
 //! is produced by `flatc` 25.12.19 and checked in (`schemas/regenerate.sh --check` proves it is
 //! current). This crate must never depend on a runtime, a socket or a file.
 
+pub mod plane;
+
 /// The partition-log record body (`record.fbs`): namespace `shoal.log`, root table `Record`.
 #[allow(
     clippy::all,

@@ -1,0 +1,167 @@
+//! The IoT Hub service REST API (api-version 2021-04-12), shaped exactly as the official
+//! service SDKs call it: paths, status codes, JSON models and error bodies.
+//!
+//! Handlers authorize first, then parse, then call the store on a blocking thread, then publish
+//! the change to the data plane. A request either applies whole or changes nothing.
+
+pub mod auth;
+pub mod error;
+mod identities;
+mod statistics;
+
+use std::sync::{Arc, RwLock};
+
+use axum::Router;
+use axum::body::Body;
+use axum::http::{HeaderMap, Method};
+use axum::routing::get;
+use serde::de::DeserializeOwned;
+
+use crate::registry::hub::{HubRecord, Permission};
+use crate::store::{Precondition, Store};
+use crate::sync::Publisher;
+use error::{ApiError, ErrorCode};
+
+/// Largest request body accepted: a bulk request of 100 identities fits with room to spare.
+pub const BODY_BYTES_MAX: usize = 1 << 20;
+
+/// What every handler shares.
+pub struct ApiState {
+    /// The store.
+    pub store: Arc<dyn Store>,
+    /// The hub this API serves; replaced when its policies change.
+    pub hub: RwLock<Arc<HubRecord>>,
+    /// Names clients may address the hub by.
+    pub accepted_hosts: Vec<String>,
+    /// Publishes identity changes to the data plane.
+    pub publisher: Arc<Publisher>,
+}
+
+impl std::fmt::Debug for ApiState {
+    fn fmt(&self, formatter: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        formatter.debug_struct("ApiState").finish_non_exhaustive()
+    }
+}
+
+impl ApiState {
+    /// The hub as it is now.
+    pub fn hub(&self) -> Arc<HubRecord> {
+        self.hub
+            .read()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+            .clone()
+    }
+
+    /// Authorizes a request for `permission`.
+    pub fn authorize(&self, headers: &HeaderMap, permission: Permission) -> Result<(), ApiError> {
+        auth::authorize(
+            &self.hub(),
+            &self.accepted_hosts,
+            headers,
+            permission,
+            now_secs(),
+        )
+    }
+
+    /// Runs a store call on a blocking thread.
+    pub async fn blocking<T: Send + 'static>(
+        self: &Arc<Self>,
+        work: impl FnOnce(&ApiState) -> Result<T, ApiError> + Send + 'static,
+    ) -> Result<T, ApiError> {
+        let state = Arc::clone(self);
+        tokio::task::spawn_blocking(move || work(&state))
+            .await
+            .map_err(|error| ApiError::server(&error))?
+    }
+}
+
+/// Seconds since the Unix epoch.
+pub fn now_secs() -> u64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |elapsed| elapsed.as_secs())
+}
+
+/// Reads a JSON body of at most [`BODY_BYTES_MAX`] bytes.
+pub async fn json_body<T: DeserializeOwned>(body: Body) -> Result<T, ApiError> {
+    let bytes = axum::body::to_bytes(body, BODY_BYTES_MAX)
+        .await
+        .map_err(|_| {
+            ApiError::new(
+                ErrorCode::RequestEntityTooLarge,
+                format!("The request body is larger than {BODY_BYTES_MAX} bytes."),
+            )
+        })?;
+    if bytes.is_empty() {
+        return Err(ApiError::invalid("The request needs a JSON body."));
+    }
+    serde_json::from_slice(&bytes).map_err(|error| {
+        ApiError::invalid(format!(
+            "The request body is not valid JSON for this call: {error}."
+        ))
+    })
+}
+
+/// The precondition an `If-Match` header asks for; `absent` applies when there is none.
+pub fn precondition(headers: &HeaderMap, absent: Precondition) -> Result<Precondition, ApiError> {
+    let Some(value) = headers.get(axum::http::header::IF_MATCH) else {
+        return Ok(absent);
+    };
+    let value = value
+        .to_str()
+        .map_err(|_| ApiError::invalid("The If-Match header is not ASCII."))?
+        .trim();
+    let value = value.strip_prefix("W/").unwrap_or(value);
+    let value = value
+        .strip_prefix('"')
+        .and_then(|inner| inner.strip_suffix('"'))
+        .unwrap_or(value);
+    Ok(match value {
+        "" | "*" => Precondition::MustExist,
+        etag => Precondition::IfMatch(etag.to_owned()),
+    })
+}
+
+/// The router of the whole API.
+pub fn router(state: Arc<ApiState>) -> Router {
+    Router::new()
+        .route(
+            "/devices",
+            get(identities::list_devices).post(identities::bulk),
+        )
+        .route(
+            "/devices/{device_id}",
+            get(identities::get_device)
+                .put(identities::put_device)
+                .delete(identities::delete_device),
+        )
+        .route(
+            "/devices/{device_id}/modules",
+            get(identities::list_modules),
+        )
+        .route(
+            "/devices/{device_id}/modules/{module_id}",
+            get(identities::get_module)
+                .put(identities::put_module)
+                .delete(identities::delete_module),
+        )
+        .route("/statistics/devices", get(statistics::devices))
+        .route("/statistics/service", get(statistics::service))
+        .fallback(not_found)
+        .method_not_allowed_fallback(method_not_allowed)
+        .with_state(state)
+}
+
+async fn not_found(method: Method, uri: axum::http::Uri) -> ApiError {
+    ApiError::new(
+        ErrorCode::ResourceNotFound,
+        format!("No such resource: {method} {}.", uri.path()),
+    )
+}
+
+async fn method_not_allowed(method: Method, uri: axum::http::Uri) -> ApiError {
+    ApiError::new(
+        ErrorCode::MethodNotAllowed,
+        format!("{} does not support {method}.", uri.path()),
+    )
+}
