@@ -25,7 +25,7 @@ use sha2::Sha256;
 use subtle::ConstantTimeEq;
 
 /// What Python's `urllib.parse.quote(s, safe="")` leaves alone: letters, digits and `_.-~`.
-const QUOTE_SAFE_NOTHING: &AsciiSet = &NON_ALPHANUMERIC
+pub(crate) const QUOTE_SAFE_NOTHING: &AsciiSet = &NON_ALPHANUMERIC
     .remove(b'_')
     .remove(b'.')
     .remove(b'-')
@@ -82,9 +82,9 @@ impl SasToken {
         if token.len() > TOKEN_BYTES_MAX {
             return Err(SasError::Malformed("longer than 4096 bytes"));
         }
-        let fields = token
-            .strip_prefix(TOKEN_PREFIX)
-            .ok_or(SasError::Malformed("does not start with 'SharedAccessSignature '"))?;
+        let fields = token.strip_prefix(TOKEN_PREFIX).ok_or(SasError::Malformed(
+            "does not start with 'SharedAccessSignature '",
+        ))?;
         let mut resource_on_wire = None;
         let mut signature = None;
         let mut expiry = None;
@@ -186,8 +186,7 @@ pub fn generate(resource: &str, key: &[u8], expiry_secs: u64, key_name: Option<&
     let encoded_resource = encode_resource(resource);
     let signature = BASE64.encode(sign(key, &encoded_resource, expiry_secs));
     let signature = utf8_percent_encode(&signature, QUOTE_SAFE_NOTHING);
-    let mut token =
-        format!("{TOKEN_PREFIX}sr={encoded_resource}&sig={signature}&se={expiry_secs}");
+    let mut token = format!("{TOKEN_PREFIX}sr={encoded_resource}&sig={signature}&se={expiry_secs}");
     if let Some(name) = key_name {
         token.push_str("&skn=");
         token.push_str(&utf8_percent_encode(name, QUOTE_SAFE_NOTHING).to_string());
@@ -230,7 +229,10 @@ mod tests {
         assert_eq!(parsed.resource, "localhost/devices/dev1");
         assert_eq!(parsed.key_name, None);
         parsed.verify(&zero_key(), BEFORE).unwrap();
-        assert_eq!(generate("localhost/devices/dev1", &zero_key(), SE, None), token);
+        assert_eq!(
+            generate("localhost/devices/dev1", &zero_key(), SE, None),
+            token
+        );
     }
 
     #[test]
@@ -314,7 +316,9 @@ mod tests {
     fn either_key_may_sign() {
         let token = generate("h/devices/d", &[7u8; 32], SE, None);
         let parsed = SasToken::parse(&token).unwrap();
-        parsed.verify_either(&[1u8; 32], &[7u8; 32], BEFORE).unwrap();
+        parsed
+            .verify_either(&[1u8; 32], &[7u8; 32], BEFORE)
+            .unwrap();
     }
 
     #[test]
