@@ -1,3 +1,97 @@
 //! Partition logs: mmap'd segment files that lose nothing acknowledged.
 //!
-//! Runtime-free: this crate must never depend on glommio, tokio or any executor.
+//! A partition is a directory of preallocated segment files holding records (a fixed header
+//! plus a `shoal.log.Record` flatbuffer body, see [`record`]), each segment with a sparse index
+//! (see [`index`]). One thread owns a [`Partition`] and appends batches to it; any number of
+//! [`PartitionReader`]s on any thread read committed records in place, through the segment
+//! mappings, without copying. Durability is requested by value: the partition hands out
+//! [`FlushRequest`]s naming the files to `fdatasync`, the caller performs them (through
+//! io_uring on the data plane, or [`Partition::flush_now`]) and reports back, and the committed
+//! end that readers see moves. Segments are prepared ahead of need through [`SegmentPrep`] on a
+//! blocking thread, so the append path never creates, maps or faults in a file.
+//!
+//! ```text
+//!   owner thread                                              any thread
+//!   ────────────                                              ──────────
+//!   append(batch) ─▶ encode+CRC into staging ─pwrite─▶ page cache ◀─ mmap ─ Cursor::next()
+//!        │                                   (or memcpy into the mapping)        ▲
+//!        ├─ take_flush_request() ─▶ caller fdatasyncs ─▶ flush_complete()        │
+//!        │                                                  │                    │
+//!        │                           committed end (Release) ┴─────── Acquire ───┘
+//!        └─ next_segment_request() ─▶ blocking thread: prepare() ─▶ install_prepared()
+//! ```
+//!
+//! # Never depends on
+//! glommio, tokio or any other runtime or executor, sockets, or a clock: the caller passes
+//! `now_ms` and owns all scheduling. The crate builds and is tested without io_uring, which is
+//! what lets fuzzing, property tests and a future simulator use it.
+//!
+//! # Invariants worth naming
+//! - Sequence numbers are contiguous from 0 per partition; offsets (byte positions in the
+//!   partition) and enqueued times never decrease, and an offset names the same record forever,
+//!   also after retention deleted the segments before it.
+//! - Readers never see a byte at or beyond the committed end. In `durable` mode the committed
+//!   end moves only when a flush covering it completed; in `written` mode append moves it.
+//! - A segment stays mapped while any reader holds it; retention only unlinks files.
+//! - Nothing read from disk can make this crate panic or read out of bounds: every length,
+//!   offset and index entry is checked, record bodies are verified before typed access.
+//! - A failed write, preallocation or flush poisons the partition for appends (reads go on);
+//!   the durable end never moves again until the partition is reopened and recovered.
+//! - Recovery truncates a torn tail only when nothing valid follows it, and reports it; any
+//!   other damage refuses to open with the file and position.
+
+#![warn(missing_docs)]
+
+pub mod config;
+pub mod error;
+#[cfg(any(test, feature = "fuzzing"))]
+pub mod fuzzing;
+pub mod index;
+pub mod partition;
+pub mod reader;
+pub mod record;
+pub mod recovery;
+pub mod retention;
+pub mod segment;
+
+pub use config::{AckMode, PartitionConfig, WritePath};
+pub use error::{BodyError, Corruption, Error, Result};
+pub use partition::{
+    AppendReceipt, FlushRequest, FlushTarget, FlushTargetKind, Partition, PartitionStats,
+};
+pub use reader::{CommittedPosition, Cursor, LastRecord, PartitionReader, Position, StartPosition};
+pub use record::{RecordHeader, RecordInput, RecordView};
+pub use recovery::{RecoveryReport, TornTail};
+pub use retention::RetentionReport;
+pub use segment::{PreparedSegment, SegmentPrep};
+
+/// The body schema's generated accessors (`shoal.log.Record`, `shoal.log.Property`).
+pub use schemas::record as body;
+
+/// Byte position of a record in its partition, as Event Hubs exposes it (as a string).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Default)]
+pub struct Offset(pub u64);
+
+/// Sequence number of a record, contiguous from 0 per partition.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Default)]
+pub struct SequenceNumber(pub u64);
+
+/// A segment, named by the offset of its first byte (`{base_offset:020}.segment`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Default)]
+pub struct SegmentId(pub u64);
+
+/// A partition of a hub's event stream.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Default)]
+pub struct PartitionId(pub u32);
+
+impl std::fmt::Display for Offset {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        self.0.fmt(f)
+    }
+}
+
+impl std::fmt::Display for SequenceNumber {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        self.0.fmt(f)
+    }
+}

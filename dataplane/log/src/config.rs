@@ -1,0 +1,193 @@
+//! Partition configuration and its bounds.
+
+use crate::error::{Error, Result};
+use crate::index::INDEX_ENTRY_BYTES;
+use crate::record::RECORD_BYTES_MIN;
+use crate::segment::SEGMENT_HEADER_BYTES;
+
+/// Smallest segment file, header included. Small segments are for tests; production uses
+/// hundreds of MiB so that rolls (and their rename + directory sync) are rare.
+pub const SEGMENT_BYTES_MIN: u64 = 16 * 1024;
+
+/// Largest segment file. Positions inside a segment are `u32` on disk (records and index
+/// entries), so the data area must stay below 4 GiB.
+pub const SEGMENT_BYTES_MAX: u64 = (1 << 32) - 4096;
+
+/// Smallest index interval: below one minimal record per entry the index only costs memory.
+pub const INDEX_INTERVAL_BYTES_MIN: u32 = RECORD_BYTES_MIN as u32;
+
+/// Largest index interval: a lookup scans at most this many bytes after the binary search.
+pub const INDEX_INTERVAL_BYTES_MAX: u32 = 1 << 20;
+
+/// Page granularity that segment sizes must respect (mapping and preallocation work in pages).
+pub const SEGMENT_BYTES_ALIGNMENT: u64 = 4096;
+
+const _: () = assert!(SEGMENT_BYTES_MIN.is_multiple_of(SEGMENT_BYTES_ALIGNMENT));
+const _: () = assert!(SEGMENT_BYTES_MAX.is_multiple_of(SEGMENT_BYTES_ALIGNMENT));
+const _: () = assert!(SEGMENT_BYTES_MAX - (SEGMENT_HEADER_BYTES as u64) < (1 << 32));
+const _: () = assert!(INDEX_INTERVAL_BYTES_MIN >= 64);
+const _: () = assert!(INDEX_ENTRY_BYTES as u32 <= INDEX_INTERVAL_BYTES_MIN);
+
+/// How appended bytes reach the segment file. Both paths land in the same page cache, so
+/// readers (who always read through the mapping) see the bytes either way.
+///
+/// The default is [`WritePath::Pwrite`]; see `dataplane/log/DECISIONS.md` for the measurements
+/// behind it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum WritePath {
+    /// Encode the batch into a reusable staging buffer and `pwrite` it: one syscall per batch.
+    /// The segment mapping stays read-only.
+    #[default]
+    Pwrite,
+    /// Encode straight into a writable shared mapping of the pre-faulted segment: no syscall and
+    /// one copy fewer, but pre-faulting for write dirties the whole segment (the kernel writes
+    /// the zeros back) and `fdatasync` after dirtying pages through a mapping is slower.
+    Mmap,
+}
+
+/// When an append counts as acknowledged, which is also when readers may see it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum AckMode {
+    /// Committed (visible to readers, safe to acknowledge) only after a flush (`fdatasync`)
+    /// covering the record completed. Survives power loss.
+    #[default]
+    Durable,
+    /// Committed as soon as the bytes are in the page cache. Survives a process crash, not a
+    /// power loss.
+    Written,
+}
+
+/// Configuration of one partition. Immutable once the partition is open.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct PartitionConfig {
+    /// Size of each new segment file in bytes, header included (multiple of 4096, within
+    /// [`SEGMENT_BYTES_MIN`]..=[`SEGMENT_BYTES_MAX`]). Existing segments keep their size.
+    pub segment_bytes: u64,
+    /// One index entry per this many bytes of records (within
+    /// [`INDEX_INTERVAL_BYTES_MIN`]..=[`INDEX_INTERVAL_BYTES_MAX`]).
+    pub index_interval_bytes: u32,
+    /// How records reach the file.
+    pub write_path: WritePath,
+    /// When records are committed.
+    pub ack: AckMode,
+    /// Delete sealed segments whose newest record is older than this. `None` keeps them.
+    pub retention_ms: Option<u64>,
+    /// Delete the oldest sealed segments while the partition's segment files exceed this many
+    /// bytes. `None` keeps them.
+    pub retention_bytes: Option<u64>,
+    /// Pre-fault each new segment while preparing it, so that the append path never touches a
+    /// cold page. Off only for tests and fuzzing where segments are tiny and short-lived.
+    pub prefault: bool,
+}
+
+impl Default for PartitionConfig {
+    fn default() -> Self {
+        PartitionConfig {
+            segment_bytes: 1 << 30,
+            index_interval_bytes: 4096,
+            write_path: WritePath::Pwrite,
+            ack: AckMode::Durable,
+            retention_ms: Some(86_400_000),
+            retention_bytes: None,
+            prefault: true,
+        }
+    }
+}
+
+impl PartitionConfig {
+    /// Checks every field against its bounds.
+    pub fn validate(&self) -> Result<()> {
+        let invalid = |field, reason| Err(Error::InvalidConfig { field, reason });
+        if self.segment_bytes < SEGMENT_BYTES_MIN {
+            return invalid("segment_bytes", "is below SEGMENT_BYTES_MIN");
+        }
+        if self.segment_bytes > SEGMENT_BYTES_MAX {
+            return invalid("segment_bytes", "is above SEGMENT_BYTES_MAX");
+        }
+        if !self.segment_bytes.is_multiple_of(SEGMENT_BYTES_ALIGNMENT) {
+            return invalid("segment_bytes", "is not a multiple of 4096");
+        }
+        if self.index_interval_bytes < INDEX_INTERVAL_BYTES_MIN {
+            return invalid("index_interval_bytes", "is below INDEX_INTERVAL_BYTES_MIN");
+        }
+        if self.index_interval_bytes > INDEX_INTERVAL_BYTES_MAX {
+            return invalid("index_interval_bytes", "is above INDEX_INTERVAL_BYTES_MAX");
+        }
+        if self.retention_ms == Some(0) {
+            return invalid("retention_ms", "is zero (use None to keep everything)");
+        }
+        if self.retention_bytes == Some(0) {
+            return invalid("retention_bytes", "is zero (use None to keep everything)");
+        }
+        Ok(())
+    }
+
+    /// Bytes available for records in a new segment.
+    pub fn segment_data_bytes(&self) -> u64 {
+        assert!(self.segment_bytes > SEGMENT_HEADER_BYTES as u64);
+        self.segment_bytes - SEGMENT_HEADER_BYTES as u64
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn default_config_is_valid_and_durable() {
+        // Setup: the defaults. Expectation: they validate, and the durable mode is the default.
+        let config = PartitionConfig::default();
+        config.validate().expect("defaults are valid");
+        assert_eq!(config.ack, AckMode::Durable);
+        assert_eq!(config.write_path, WritePath::Pwrite);
+    }
+
+    #[test]
+    fn out_of_bounds_fields_are_named() {
+        // Setup: one bad field at a time. Expectation: the error names that field.
+        let bad = PartitionConfig {
+            segment_bytes: 4096,
+            ..PartitionConfig::default()
+        };
+        assert!(matches!(
+            bad.validate(),
+            Err(Error::InvalidConfig {
+                field: "segment_bytes",
+                ..
+            })
+        ));
+        let bad = PartitionConfig {
+            segment_bytes: 65_537,
+            ..PartitionConfig::default()
+        };
+        assert!(matches!(
+            bad.validate(),
+            Err(Error::InvalidConfig {
+                field: "segment_bytes",
+                ..
+            })
+        ));
+        let bad = PartitionConfig {
+            index_interval_bytes: 8,
+            ..PartitionConfig::default()
+        };
+        assert!(matches!(
+            bad.validate(),
+            Err(Error::InvalidConfig {
+                field: "index_interval_bytes",
+                ..
+            })
+        ));
+        let bad = PartitionConfig {
+            retention_ms: Some(0),
+            ..PartitionConfig::default()
+        };
+        assert!(matches!(
+            bad.validate(),
+            Err(Error::InvalidConfig {
+                field: "retention_ms",
+                ..
+            })
+        ));
+    }
+}

@@ -1,0 +1,884 @@
+//! One record on disk: a fixed header followed by a `shoal.log.Record` flatbuffer.
+//!
+//! ```text
+//!  byte 0        4          8                16               24               32       36       40
+//!  ┌────────────┬──────────┬────────────────┬────────────────┬────────────────┬────────┬────────┐
+//!  │ crc32c u32 │length u32│ sequence u64   │ offset u64     │ enqueued_ms i64│flags   │reserved│
+//!  └────────────┴──────────┴────────────────┴────────────────┴────────────────┴──u32───┴──u32───┘
+//!  ┌───────────────────────────────────────────────────────────────────┬───────────────────────┐
+//!  │ body: flatbuffer `shoal.log.Record`, (length - 40) bytes          │ zero padding to 8     │
+//!  └───────────────────────────────────────────────────────────────────┴───────────────────────┘
+//! ```
+//!
+//! - All integers are little-endian. `length` counts header and body, not the padding; the
+//!   next record starts at `align8(length)`. Records are 8-byte aligned within the segment, so
+//!   the body starts 8-byte aligned and its 8-byte scalars are aligned in memory.
+//! - `crc32c` (Castagnoli) covers bytes `4..length`: every header field after itself and the
+//!   body. The padding is not covered and is always written as zeros.
+//! - `offset` is the record's byte position in the partition and `sequence` its sequence number;
+//!   both are redundant with the position and are checked on every read, so a record copied or
+//!   shifted to the wrong place never validates.
+//! - `flags` bit 0 ([`FLAG_BODY_RECORD_V1`]) says the body is a `shoal.log.Record` flatbuffer;
+//!   other bits and `reserved` must be zero (a newer writer sets them; this reader refuses).
+//! - A header of all zeros marks the end of the records in a segment (files are preallocated
+//!   with zeros).
+//!
+//! # Body encoding
+//!
+//! The body is a standard flatbuffer that any flatbuffers reader (and the generated code in
+//! `schemas`) reads and verifies. It is produced by [`encode_body`], which writes it front to
+//! back, straight into its destination (the staging buffer or the mapped segment), with every
+//! reference pointing forward:
+//!
+//! ```text
+//!  0      4                 36            40/56          table end
+//!  ┌──────┬─────────────────┬─────────────┬─────────────┬──────────────────────────────────────┐
+//!  │ root │ Record vtable   │ soffset i32 │ i64 fields, │ strings and vectors in field order,  │
+//!  │ u32  │ 14 slots, 32 B  │ = 32        │ then u32    │ each 4-aligned; properties as one    │
+//!  │ = 36 │                 │             │ uoffsets    │ shared vtable, the vector, 12-byte   │
+//!  │      │                 │             │ (present    │ tables, then key/value strings;      │
+//!  │      │                 │             │ fields only)│ the payload vector last              │
+//!  └──────┴─────────────────┴─────────────┴─────────────┴──────────────────────────────────────┘
+//! ```
+//!
+//! The same bytes could be produced with a `FlatBufferBuilder` ([`BuilderEncoder`] does, for
+//! tests and for the comparison in `DECISIONS.md`), but the builder writes back to front into its
+//! own buffer, which then has to be copied; the forward encoder copies the payload exactly once
+//! and measured several times faster.
+//!
+//! # Invariants
+//! - `body_bytes(input)` is exactly the number of bytes `encode_body` writes for `input`.
+//! - Every body `encode_body` writes passes the flatbuffers verifier for `shoal.log.Record`.
+
+use std::fmt;
+
+use flatbuffers::{FlatBufferBuilder, WIPOffset};
+use schemas::record as fb;
+
+use crate::error::{BodyError, Corruption};
+use crate::{Offset, SequenceNumber};
+
+/// Size of [`RecordHeader`] on disk.
+pub const RECORD_HEADER_BYTES: usize = 40;
+
+/// Records start at multiples of this within a segment's data area.
+pub const RECORD_ALIGNMENT_BYTES: usize = 8;
+
+/// `flags` bit: the body is a `shoal.log.Record` flatbuffer (version 1 of the body format).
+pub const FLAG_BODY_RECORD_V1: u32 = 1;
+
+/// Flags this version reads.
+const FLAGS_KNOWN: u32 = FLAG_BODY_RECORD_V1;
+
+/// Number of fields in the `Record` table (its vtable always has this many slots).
+const RECORD_FIELD_COUNT: usize = 14;
+
+/// Root offset, then the Record vtable, then the table.
+const VTABLE_POSITION: usize = 4;
+const VTABLE_BYTES: usize = 4 + 2 * RECORD_FIELD_COUNT;
+const TABLE_POSITION: usize = VTABLE_POSITION + VTABLE_BYTES;
+
+/// Smallest body: root, vtable, table with the payload slot, empty payload vector.
+pub const BODY_BYTES_MIN: usize = TABLE_POSITION + 4 + 4 + 4;
+
+/// Smallest record on disk.
+pub const RECORD_BYTES_MIN: usize = align8(RECORD_HEADER_BYTES + BODY_BYTES_MIN);
+
+/// Property tables: a shared 8-byte vtable (two slots), 12-byte tables.
+const PROPERTY_VTABLE_BYTES: usize = 8;
+const PROPERTY_TABLE_BYTES: usize = 12;
+
+// Field ids (vtable slot numbers) in schema order.
+const F_MESSAGE_ID: usize = 0;
+const F_CORRELATION_ID: usize = 1;
+const F_USER_ID: usize = 2;
+const F_CONTENT_TYPE: usize = 3;
+const F_CONTENT_ENCODING: usize = 4;
+const F_CREATION_TIME_MS: usize = 5;
+const F_EXPIRY_TIME_MS: usize = 6;
+const F_CONNECTION_DEVICE_ID: usize = 7;
+const F_CONNECTION_MODULE_ID: usize = 8;
+const F_AUTH_METHOD: usize = 9;
+const F_AUTH_GENERATION_ID: usize = 10;
+const F_MESSAGE_SOURCE: usize = 11;
+const F_PROPERTIES: usize = 12;
+const F_PAYLOAD: usize = 13;
+
+/// The vtable byte offset of field `id`, as flatc numbers it.
+const fn vt(id: usize) -> u16 {
+    (4 + 2 * id) as u16
+}
+
+// The forward encoder hard-codes the schema's field numbering; these fail to compile if the
+// schema and the encoder ever disagree.
+const _: () = assert!(fb::Record::VT_MESSAGE_ID == vt(F_MESSAGE_ID));
+const _: () = assert!(fb::Record::VT_CORRELATION_ID == vt(F_CORRELATION_ID));
+const _: () = assert!(fb::Record::VT_USER_ID == vt(F_USER_ID));
+const _: () = assert!(fb::Record::VT_CONTENT_TYPE == vt(F_CONTENT_TYPE));
+const _: () = assert!(fb::Record::VT_CONTENT_ENCODING == vt(F_CONTENT_ENCODING));
+const _: () = assert!(fb::Record::VT_CREATION_TIME_MS == vt(F_CREATION_TIME_MS));
+const _: () = assert!(fb::Record::VT_EXPIRY_TIME_MS == vt(F_EXPIRY_TIME_MS));
+const _: () = assert!(fb::Record::VT_CONNECTION_DEVICE_ID == vt(F_CONNECTION_DEVICE_ID));
+const _: () = assert!(fb::Record::VT_CONNECTION_MODULE_ID == vt(F_CONNECTION_MODULE_ID));
+const _: () = assert!(fb::Record::VT_AUTH_METHOD == vt(F_AUTH_METHOD));
+const _: () = assert!(fb::Record::VT_AUTH_GENERATION_ID == vt(F_AUTH_GENERATION_ID));
+const _: () = assert!(fb::Record::VT_MESSAGE_SOURCE == vt(F_MESSAGE_SOURCE));
+const _: () = assert!(fb::Record::VT_PROPERTIES == vt(F_PROPERTIES));
+const _: () = assert!(fb::Record::VT_PAYLOAD == vt(F_PAYLOAD));
+const _: () = assert!(RECORD_FIELD_COUNT == F_PAYLOAD + 1);
+const _: () = assert!(fb::Property::VT_KEY == 4 && fb::Property::VT_VALUE == 6);
+// The table starts 4 bytes before an 8-byte boundary so that its i64 fields, which follow the
+// 4-byte soffset, are 8-byte aligned.
+const _: () = assert!(TABLE_POSITION % 8 == 4);
+const _: () = assert!(RECORD_HEADER_BYTES.is_multiple_of(RECORD_ALIGNMENT_BYTES));
+
+/// The fixed header in front of every record. See the module docs for the layout.
+///
+/// # Invariants
+/// - `length >= RECORD_HEADER_BYTES + BODY_BYTES_MIN` for every record written.
+/// - `crc32c` is the CRC32C of the record bytes `4..length`.
+#[repr(C)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub struct RecordHeader {
+    /// CRC32C of the record bytes `4..length`.
+    pub crc32c: u32,
+    /// Header plus body bytes, without the padding.
+    pub length: u32,
+    /// Sequence number, contiguous from 0 per partition.
+    pub sequence: u64,
+    /// Byte position of the record in the partition.
+    pub offset: u64,
+    /// Time the partition accepted the record, ms since the Unix epoch; never decreases.
+    pub enqueued_ms: i64,
+    /// Body format flags ([`FLAG_BODY_RECORD_V1`]).
+    pub flags: u32,
+    /// Zero.
+    pub reserved: u32,
+}
+
+const _: () = assert!(size_of::<RecordHeader>() == RECORD_HEADER_BYTES);
+const _: () = assert!(align_of::<RecordHeader>() == 8);
+const _: () = assert!(std::mem::offset_of!(RecordHeader, crc32c) == 0);
+const _: () = assert!(std::mem::offset_of!(RecordHeader, length) == 4);
+const _: () = assert!(std::mem::offset_of!(RecordHeader, sequence) == 8);
+const _: () = assert!(std::mem::offset_of!(RecordHeader, offset) == 16);
+const _: () = assert!(std::mem::offset_of!(RecordHeader, enqueued_ms) == 24);
+const _: () = assert!(std::mem::offset_of!(RecordHeader, flags) == 32);
+const _: () = assert!(std::mem::offset_of!(RecordHeader, reserved) == 36);
+
+impl RecordHeader {
+    /// Serializes the header (little-endian, the `#[repr(C)]` field order).
+    pub fn encode(&self, out: &mut [u8; RECORD_HEADER_BYTES]) {
+        out[0..4].copy_from_slice(&self.crc32c.to_le_bytes());
+        out[4..8].copy_from_slice(&self.length.to_le_bytes());
+        out[8..16].copy_from_slice(&self.sequence.to_le_bytes());
+        out[16..24].copy_from_slice(&self.offset.to_le_bytes());
+        out[24..32].copy_from_slice(&self.enqueued_ms.to_le_bytes());
+        out[32..36].copy_from_slice(&self.flags.to_le_bytes());
+        out[36..40].copy_from_slice(&self.reserved.to_le_bytes());
+    }
+
+    /// Parses a header. Any 40 bytes parse; [`check_record`] decides whether they are valid.
+    pub fn decode(bytes: &[u8; RECORD_HEADER_BYTES]) -> RecordHeader {
+        let u32_at = |at: usize| {
+            u32::from_le_bytes([bytes[at], bytes[at + 1], bytes[at + 2], bytes[at + 3]])
+        };
+        let u64_at = |at: usize| {
+            let mut word = [0u8; 8];
+            word.copy_from_slice(&bytes[at..at + 8]);
+            u64::from_le_bytes(word)
+        };
+        RecordHeader {
+            crc32c: u32_at(0),
+            length: u32_at(4),
+            sequence: u64_at(8),
+            offset: u64_at(16),
+            enqueued_ms: u64_at(24) as i64,
+            flags: u32_at(32),
+            reserved: u32_at(36),
+        }
+    }
+}
+
+/// Rounds up to the record alignment.
+pub const fn align8(bytes: usize) -> usize {
+    (bytes + (RECORD_ALIGNMENT_BYTES - 1)) & !(RECORD_ALIGNMENT_BYTES - 1)
+}
+
+const fn align4(bytes: usize) -> usize {
+    (bytes + 3) & !3
+}
+
+/// One record to append: IoT Hub's system properties, the application properties and the
+/// payload, all borrowed. `Default` is an empty record.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct RecordInput<'a> {
+    /// `message-id`.
+    pub message_id: Option<&'a str>,
+    /// `correlation-id`.
+    pub correlation_id: Option<&'a str>,
+    /// `user-id`.
+    pub user_id: Option<&'a [u8]>,
+    /// `content-type`.
+    pub content_type: Option<&'a str>,
+    /// `content-encoding`.
+    pub content_encoding: Option<&'a str>,
+    /// `iothub-creation-time-utc`, ms since the Unix epoch.
+    pub creation_time_ms: Option<i64>,
+    /// Absolute expiry, ms since the Unix epoch.
+    pub expiry_time_ms: Option<i64>,
+    /// `iothub-connection-device-id`.
+    pub connection_device_id: Option<&'a str>,
+    /// `iothub-connection-module-id`.
+    pub connection_module_id: Option<&'a str>,
+    /// `iothub-connection-auth-method`.
+    pub auth_method: Option<&'a str>,
+    /// `iothub-connection-auth-generation-id`.
+    pub auth_generation_id: Option<&'a str>,
+    /// `iothub-message-source`.
+    pub message_source: Option<&'a str>,
+    /// Application properties, in order. Empty means absent.
+    pub properties: &'a [(&'a str, &'a str)],
+    /// The message body.
+    pub payload: &'a [u8],
+}
+
+/// A present string or byte-vector field: `(field id, bytes, is a string)`.
+type RefField<'a> = (usize, &'a [u8], bool);
+
+impl<'a> RecordInput<'a> {
+    /// The optional string and byte-vector fields in field order (properties and payload are
+    /// handled apart). Strings carry a NUL terminator on disk, byte vectors do not.
+    #[inline]
+    fn ref_fields(&self) -> [Option<RefField<'a>>; 10] {
+        let string = |id, value: Option<&'a str>| value.map(|s| (id, s.as_bytes(), true));
+        [
+            string(F_MESSAGE_ID, self.message_id),
+            string(F_CORRELATION_ID, self.correlation_id),
+            self.user_id.map(|bytes| (F_USER_ID, bytes, false)),
+            string(F_CONTENT_TYPE, self.content_type),
+            string(F_CONTENT_ENCODING, self.content_encoding),
+            string(F_CONNECTION_DEVICE_ID, self.connection_device_id),
+            string(F_CONNECTION_MODULE_ID, self.connection_module_id),
+            string(F_AUTH_METHOD, self.auth_method),
+            string(F_AUTH_GENERATION_ID, self.auth_generation_id),
+            string(F_MESSAGE_SOURCE, self.message_source),
+        ]
+    }
+}
+
+/// Bytes of a string (`len`, bytes, NUL) or byte vector (`len`, bytes), padded to 4.
+#[inline]
+const fn object_bytes(len: usize, nul: bool) -> usize {
+    align4(4 + len + nul as usize)
+}
+
+/// Exact size of the body [`encode_body`] writes for `input`.
+pub fn body_bytes(input: &RecordInput<'_>) -> usize {
+    let mut table = 4 + 4; // soffset + payload slot
+    table += 8
+        * (usize::from(input.creation_time_ms.is_some())
+            + usize::from(input.expiry_time_ms.is_some()));
+    let mut objects = 0;
+    for (_, bytes, nul) in input.ref_fields().into_iter().flatten() {
+        table += 4;
+        objects += object_bytes(bytes.len(), nul);
+    }
+    if !input.properties.is_empty() {
+        table += 4;
+        let count = input.properties.len();
+        objects += PROPERTY_VTABLE_BYTES + 4 + 4 * count + PROPERTY_TABLE_BYTES * count;
+        for (key, value) in input.properties {
+            objects += object_bytes(key.len(), true) + object_bytes(value.len(), true);
+        }
+    }
+    objects += 4 + input.payload.len();
+    TABLE_POSITION + table + objects
+}
+
+/// Size of the whole record on disk (header, body, padding) for a body of `body_bytes`.
+pub const fn record_bytes(body_bytes: usize) -> usize {
+    align8(RECORD_HEADER_BYTES + body_bytes)
+}
+
+#[inline]
+fn put_u16(out: &mut [u8], at: usize, value: u16) {
+    out[at..at + 2].copy_from_slice(&value.to_le_bytes());
+}
+
+#[inline]
+fn put_u32(out: &mut [u8], at: usize, value: u32) {
+    out[at..at + 4].copy_from_slice(&value.to_le_bytes());
+}
+
+/// Writes a string (with NUL) or byte vector at `at` (4-aligned), zeroing its padding; returns
+/// the position after it.
+#[inline]
+fn put_object(out: &mut [u8], at: usize, bytes: &[u8], nul: bool) -> usize {
+    let end = at + object_bytes(bytes.len(), nul);
+    put_u32(out, at, bytes.len() as u32);
+    out[at + 4..at + 4 + bytes.len()].copy_from_slice(bytes);
+    out[at + 4 + bytes.len()..end].fill(0);
+    end
+}
+
+/// Writes the flatbuffer body for `input` into `out`, front to back. `out.len()` must be
+/// exactly [`body_bytes`]`(input)`.
+pub fn encode_body(input: &RecordInput<'_>, out: &mut [u8]) {
+    assert!(
+        out.len() >= BODY_BYTES_MIN,
+        "body buffer below the minimum body"
+    );
+    let table = TABLE_POSITION;
+    let mut vtable = [0u16; 2 + RECORD_FIELD_COUNT];
+
+    // Table: soffset, the present i64 scalars, then one u32 slot per present reference field.
+    let mut slot = table + 4;
+    for (id, value) in [
+        (F_CREATION_TIME_MS, input.creation_time_ms),
+        (F_EXPIRY_TIME_MS, input.expiry_time_ms),
+    ] {
+        if let Some(value) = value {
+            debug_assert!(slot.is_multiple_of(8), "i64 field alignment"); // per field, hot
+            vtable[2 + id] = (slot - table) as u16;
+            out[slot..slot + 8].copy_from_slice(&value.to_le_bytes());
+            slot += 8;
+        }
+    }
+    let fields = input.ref_fields();
+    let mut slots = [0usize; RECORD_FIELD_COUNT];
+    for (id, _, _) in fields.iter().flatten() {
+        slots[*id] = slot;
+        vtable[2 + id] = (slot - table) as u16;
+        slot += 4;
+    }
+    let has_properties = !input.properties.is_empty();
+    if has_properties {
+        slots[F_PROPERTIES] = slot;
+        vtable[2 + F_PROPERTIES] = (slot - table) as u16;
+        slot += 4;
+    }
+    slots[F_PAYLOAD] = slot;
+    vtable[2 + F_PAYLOAD] = (slot - table) as u16;
+    slot += 4;
+    let table_end = slot;
+
+    put_u32(out, 0, table as u32);
+    vtable[0] = VTABLE_BYTES as u16;
+    vtable[1] = (table_end - table) as u16;
+    for (i, entry) in vtable.iter().enumerate() {
+        put_u16(out, VTABLE_POSITION + 2 * i, *entry);
+    }
+    put_u32(out, table, (table - VTABLE_POSITION) as u32);
+
+    // Objects, in field order, each pointed to by a forward uoffset from its slot.
+    let mut at = table_end;
+    for (id, bytes, nul) in fields.into_iter().flatten() {
+        put_u32(out, slots[id], (at - slots[id]) as u32);
+        at = put_object(out, at, bytes, nul);
+    }
+    if has_properties {
+        put_u32(
+            out,
+            slots[F_PROPERTIES],
+            (at + PROPERTY_VTABLE_BYTES - slots[F_PROPERTIES]) as u32,
+        );
+        at = put_properties(out, at, input.properties);
+    }
+    put_u32(out, slots[F_PAYLOAD], (at - slots[F_PAYLOAD]) as u32);
+    put_u32(out, at, input.payload.len() as u32);
+    at += 4;
+    out[at..at + input.payload.len()].copy_from_slice(input.payload);
+    at += input.payload.len();
+    assert!(at == out.len(), "body_bytes and encode_body disagree");
+}
+
+/// Writes the properties block at `at`: shared vtable, vector of uoffsets, tables, strings.
+fn put_properties(out: &mut [u8], at: usize, properties: &[(&str, &str)]) -> usize {
+    let vtable = at;
+    put_u16(out, vtable, PROPERTY_VTABLE_BYTES as u16);
+    put_u16(out, vtable + 2, PROPERTY_TABLE_BYTES as u16);
+    put_u16(out, vtable + 4, 4);
+    put_u16(out, vtable + 6, 8);
+    let vector = vtable + PROPERTY_VTABLE_BYTES;
+    let count = properties.len();
+    put_u32(out, vector, count as u32);
+    let tables = vector + 4 + 4 * count;
+    let mut strings = tables + PROPERTY_TABLE_BYTES * count;
+    for (i, (key, value)) in properties.iter().enumerate() {
+        let element = vector + 4 + 4 * i;
+        let table = tables + PROPERTY_TABLE_BYTES * i;
+        put_u32(out, element, (table - element) as u32);
+        put_u32(out, table, (table - vtable) as u32);
+        put_u32(out, table + 4, (strings - (table + 4)) as u32);
+        strings = put_object(out, strings, key.as_bytes(), true);
+        put_u32(out, table + 8, (strings - (table + 8)) as u32);
+        strings = put_object(out, strings, value.as_bytes(), true);
+    }
+    strings
+}
+
+/// Writes a whole record (header, body, zero padding) into `out`, which must be exactly
+/// [`record_bytes`]`(body_bytes)` long, and returns its header.
+pub fn encode_record(
+    input: &RecordInput<'_>,
+    body_bytes: usize,
+    sequence: SequenceNumber,
+    offset: Offset,
+    enqueued_ms: i64,
+    out: &mut [u8],
+) -> RecordHeader {
+    let length = RECORD_HEADER_BYTES + body_bytes;
+    assert!(out.len() == align8(length), "record buffer size");
+    assert!(
+        u32::try_from(length).is_ok(),
+        "record length fits the header"
+    );
+    encode_body(input, &mut out[RECORD_HEADER_BYTES..length]);
+    out[length..].fill(0);
+    let mut header = RecordHeader {
+        crc32c: 0,
+        length: length as u32,
+        sequence: sequence.0,
+        offset: offset.0,
+        enqueued_ms,
+        flags: FLAG_BODY_RECORD_V1,
+        reserved: 0,
+    };
+    let (head, _) = out
+        .split_first_chunk_mut::<RECORD_HEADER_BYTES>()
+        .expect("record buffer holds a header");
+    header.encode(head);
+    header.crc32c = crc32c::crc32c(&out[4..length]);
+    out[0..4].copy_from_slice(&header.crc32c.to_le_bytes());
+    header
+}
+
+/// What [`check_record`] expects of the record at a position.
+#[derive(Debug, Clone, Copy)]
+pub(crate) struct Expect {
+    /// The partition offset of the position.
+    pub offset: u64,
+    /// The next sequence number, when known.
+    pub sequence: Option<u64>,
+    /// The previous record's enqueued time, when known.
+    pub enqueued_ms_min: Option<i64>,
+    /// Whether to compute the CRC.
+    pub verify_crc: bool,
+}
+
+/// The outcome of [`check_record`].
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Checked {
+    /// A valid record of `stride` bytes (padding included).
+    Record { header: RecordHeader, stride: usize },
+    /// An all-zero header (or all-zero bytes shorter than a header): no record here.
+    End,
+    /// Something that is neither.
+    Bad(Corruption),
+}
+
+/// Validates the record at `position` of a segment's data area `area` (which ends at the
+/// segment's capacity or at the readable end). Never panics, whatever the bytes.
+pub(crate) fn check_record(area: &[u8], position: usize, expect: Expect) -> Checked {
+    assert!(position <= area.len(), "position inside the area");
+    assert!(
+        position.is_multiple_of(RECORD_ALIGNMENT_BYTES),
+        "records are 8-byte aligned"
+    );
+    let rest = &area[position..];
+    let Some(head) = rest.first_chunk::<RECORD_HEADER_BYTES>() else {
+        return if rest.iter().all(|b| *b == 0) {
+            Checked::End
+        } else {
+            Checked::Bad(Corruption::PartialHeader)
+        };
+    };
+    let header = RecordHeader::decode(head);
+    if header.length == 0 && head.iter().all(|b| *b == 0) {
+        return Checked::End;
+    }
+    let length = header.length as usize;
+    if length < RECORD_HEADER_BYTES + BODY_BYTES_MIN || align8(length) > rest.len() {
+        return Checked::Bad(Corruption::LengthOutOfBounds {
+            length: header.length,
+        });
+    }
+    if header.flags & !FLAGS_KNOWN != 0
+        || header.flags & FLAG_BODY_RECORD_V1 == 0
+        || header.reserved != 0
+    {
+        return Checked::Bad(Corruption::UnknownFlags {
+            flags: header.flags,
+            reserved: header.reserved,
+        });
+    }
+    if header.offset != expect.offset {
+        return Checked::Bad(Corruption::OffsetMismatch {
+            expected: expect.offset,
+            found: header.offset,
+        });
+    }
+    if let Some(sequence) = expect.sequence
+        && header.sequence != sequence
+    {
+        return Checked::Bad(Corruption::SequenceMismatch {
+            expected: sequence,
+            found: header.sequence,
+        });
+    }
+    if let Some(previous) = expect.enqueued_ms_min
+        && header.enqueued_ms < previous
+    {
+        return Checked::Bad(Corruption::TimeRegression {
+            previous,
+            found: header.enqueued_ms,
+        });
+    }
+    if expect.verify_crc {
+        let computed = crc32c::crc32c(&rest[4..length]);
+        if computed != header.crc32c {
+            return Checked::Bad(Corruption::ChecksumMismatch {
+                stored: header.crc32c,
+                computed,
+            });
+        }
+    }
+    Checked::Record {
+        header,
+        stride: align8(length),
+    }
+}
+
+/// A record read in place from a segment mapping: header fields, body and payload borrow the
+/// mapping, nothing is copied.
+#[derive(Clone, Copy)]
+pub struct RecordView<'a> {
+    header: RecordHeader,
+    bytes: &'a [u8],
+}
+
+impl fmt::Debug for RecordView<'_> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("RecordView")
+            .field("header", &self.header)
+            .finish_non_exhaustive()
+    }
+}
+
+impl<'a> RecordView<'a> {
+    /// Wraps validated record bytes (`header.length` bytes, no padding).
+    pub(crate) fn new(header: RecordHeader, bytes: &'a [u8]) -> RecordView<'a> {
+        assert!(
+            bytes.len() == header.length as usize,
+            "view covers exactly the record"
+        );
+        assert!(
+            bytes.len() >= RECORD_HEADER_BYTES + BODY_BYTES_MIN,
+            "view holds a body"
+        );
+        RecordView { header, bytes }
+    }
+
+    /// The header.
+    pub fn header(&self) -> &RecordHeader {
+        &self.header
+    }
+
+    /// Sequence number.
+    pub fn sequence(&self) -> SequenceNumber {
+        SequenceNumber(self.header.sequence)
+    }
+
+    /// Offset (byte position in the partition).
+    pub fn offset(&self) -> Offset {
+        Offset(self.header.offset)
+    }
+
+    /// Offset of the record that follows this one.
+    pub fn next_offset(&self) -> Offset {
+        Offset(self.header.offset + align8(self.bytes.len()) as u64)
+    }
+
+    /// Enqueued time, ms since the Unix epoch.
+    pub fn enqueued_ms(&self) -> i64 {
+        self.header.enqueued_ms
+    }
+
+    /// Header flags.
+    pub fn flags(&self) -> u32 {
+        self.header.flags
+    }
+
+    /// The record as stored: header and body, without padding.
+    pub fn raw(&self) -> &'a [u8] {
+        self.bytes
+    }
+
+    /// The flatbuffer body bytes.
+    pub fn body_bytes(&self) -> &'a [u8] {
+        &self.bytes[RECORD_HEADER_BYTES..]
+    }
+
+    /// Recomputes the CRC32C and compares it with the header.
+    pub fn crc_is_valid(&self) -> bool {
+        crc32c::crc32c(&self.bytes[4..]) == self.header.crc32c
+    }
+
+    /// The verified flatbuffers accessor for the body (system properties, application
+    /// properties, payload). Runs the flatbuffers verifier, which costs about as much as reading
+    /// the fields once; use [`RecordView::payload`] when only the payload is needed.
+    pub fn body(&self) -> Result<fb::Record<'a>, crate::Error> {
+        fb::root_as_record(self.body_bytes()).map_err(|error| crate::Error::InvalidBody {
+            offset: self.offset(),
+            detail: BodyError::Verifier(error),
+        })
+    }
+
+    /// The payload, located with a few bounds-checked reads instead of the full verifier.
+    pub fn payload(&self) -> Result<&'a [u8], crate::Error> {
+        payload_of(self.body_bytes()).ok_or(crate::Error::InvalidBody {
+            offset: self.offset(),
+            detail: BodyError::Payload,
+        })
+    }
+}
+
+/// Finds the payload vector of a `Record` body with checked arithmetic only. `None` when any
+/// offset points outside the body.
+pub(crate) fn payload_of(body: &[u8]) -> Option<&[u8]> {
+    let u32_at = |at: usize| -> Option<u32> {
+        let bytes = body.get(at..at.checked_add(4)?)?;
+        Some(u32::from_le_bytes([bytes[0], bytes[1], bytes[2], bytes[3]]))
+    };
+    let u16_at = |at: usize| -> Option<u16> {
+        let bytes = body.get(at..at.checked_add(2)?)?;
+        Some(u16::from_le_bytes([bytes[0], bytes[1]]))
+    };
+    let table = u32_at(0)? as usize;
+    let soffset = u32_at(table)? as i32;
+    let vtable = usize::try_from(i64::try_from(table).ok()? - i64::from(soffset)).ok()?;
+    let vtable_bytes = u16_at(vtable)? as usize;
+    let slot_in_vtable = vt(F_PAYLOAD) as usize;
+    if slot_in_vtable + 2 > vtable_bytes {
+        return None;
+    }
+    let field = u16_at(vtable + slot_in_vtable)? as usize;
+    if field == 0 {
+        return None;
+    }
+    let slot = table.checked_add(field)?;
+    let vector = slot.checked_add(u32_at(slot)? as usize)?;
+    let len = u32_at(vector)? as usize;
+    body.get(vector + 4..(vector + 4).checked_add(len)?)
+}
+
+/// Encodes bodies with a reused `FlatBufferBuilder`: the straightforward way to produce the same
+/// schema, kept as the reference that tests compare [`encode_body`] against and that the
+/// benchmarks measure it against. Allocates nothing per record once the builder has grown.
+pub struct BuilderEncoder {
+    builder: FlatBufferBuilder<'static>,
+    properties: Vec<WIPOffset<fb::Property<'static>>>,
+}
+
+impl Default for BuilderEncoder {
+    fn default() -> Self {
+        BuilderEncoder {
+            builder: FlatBufferBuilder::with_capacity(4096),
+            properties: Vec::new(),
+        }
+    }
+}
+
+impl BuilderEncoder {
+    /// Builds the body for `input`; the bytes stay valid until the next call.
+    pub fn encode(&mut self, input: &RecordInput<'_>) -> &[u8] {
+        self.builder.reset();
+        self.properties.clear();
+        let fbb = &mut self.builder;
+        for (key, value) in input.properties {
+            let args = fb::PropertyArgs {
+                key: Some(fbb.create_string(key)),
+                value: Some(fbb.create_string(value)),
+            };
+            self.properties.push(fb::Property::create(fbb, &args));
+        }
+        let properties = (!self.properties.is_empty()).then(|| fbb.create_vector(&self.properties));
+        let mut string = |value: Option<&str>| value.map(|s| fbb.create_string(s));
+        let message_id = string(input.message_id);
+        let correlation_id = string(input.correlation_id);
+        let content_type = string(input.content_type);
+        let content_encoding = string(input.content_encoding);
+        let connection_device_id = string(input.connection_device_id);
+        let connection_module_id = string(input.connection_module_id);
+        let auth_method = string(input.auth_method);
+        let auth_generation_id = string(input.auth_generation_id);
+        let message_source = string(input.message_source);
+        let user_id = input.user_id.map(|bytes| fbb.create_vector(bytes));
+        let payload = Some(fbb.create_vector(input.payload));
+        let args = fb::RecordArgs {
+            message_id,
+            correlation_id,
+            user_id,
+            content_type,
+            content_encoding,
+            creation_time_ms: input.creation_time_ms,
+            expiry_time_ms: input.expiry_time_ms,
+            connection_device_id,
+            connection_module_id,
+            auth_method,
+            auth_generation_id,
+            message_source,
+            properties,
+            payload,
+        };
+        let root = fb::Record::create(fbb, &args);
+        fbb.finish_minimal(root);
+        fbb.finished_data()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn full_input<'a>(properties: &'a [(&'a str, &'a str)], payload: &'a [u8]) -> RecordInput<'a> {
+        RecordInput {
+            message_id: Some("m-1"),
+            correlation_id: Some(""),
+            user_id: Some(b"\x00\x01user"),
+            content_type: Some("application/json"),
+            content_encoding: Some("utf-8"),
+            creation_time_ms: Some(-5),
+            expiry_time_ms: Some(i64::MAX),
+            connection_device_id: Some("device-7"),
+            connection_module_id: Some("module"),
+            auth_method: Some(r#"{"scope":"device","type":"sas","issuer":"iothub"}"#),
+            auth_generation_id: Some("637000000000000000"),
+            message_source: Some("Telemetry"),
+            properties,
+            payload,
+        }
+    }
+
+    fn assert_decodes_to(body: &[u8], input: &RecordInput<'_>) {
+        let record = fb::root_as_record(body).expect("verifier accepts the body");
+        assert_eq!(record.message_id(), input.message_id);
+        assert_eq!(record.correlation_id(), input.correlation_id);
+        assert_eq!(record.user_id().map(|v| v.bytes()), input.user_id);
+        assert_eq!(record.content_type(), input.content_type);
+        assert_eq!(record.content_encoding(), input.content_encoding);
+        assert_eq!(record.creation_time_ms(), input.creation_time_ms);
+        assert_eq!(record.expiry_time_ms(), input.expiry_time_ms);
+        assert_eq!(record.connection_device_id(), input.connection_device_id);
+        assert_eq!(record.connection_module_id(), input.connection_module_id);
+        assert_eq!(record.auth_method(), input.auth_method);
+        assert_eq!(record.auth_generation_id(), input.auth_generation_id);
+        assert_eq!(record.message_source(), input.message_source);
+        let properties: Vec<(&str, &str)> = record
+            .properties()
+            .map(|v| v.iter().map(|p| (p.key(), p.value())).collect())
+            .unwrap_or_default();
+        assert_eq!(properties, input.properties);
+        assert_eq!(record.payload().bytes(), input.payload);
+        assert_eq!(payload_of(body), Some(input.payload));
+    }
+
+    fn encode(input: &RecordInput<'_>) -> Vec<u8> {
+        // Encode at an 8-aligned position, as in a segment.
+        let mut out = vec![0xAAu8; body_bytes(input)];
+        encode_body(input, &mut out);
+        out
+    }
+
+    #[test]
+    fn empty_record_is_the_minimum_body_and_verifies() {
+        // Setup: a record with nothing but an empty payload. Expectation: the smallest body,
+        // accepted by the verifier, every optional field absent.
+        let input = RecordInput::default();
+        let body = encode(&input);
+        assert_eq!(body.len(), BODY_BYTES_MIN);
+        assert_decodes_to(&body, &input);
+    }
+
+    #[test]
+    fn every_field_round_trips_through_the_generated_reader() {
+        // Setup: every field set, properties with empty and non-ASCII strings, odd lengths so
+        // that padding is exercised. Expectation: the generated accessors read back each value.
+        let properties = [("k", "v"), ("", "é"), ("temperature", "21.5")];
+        let input = full_input(&properties, b"payload-of-odd-length");
+        assert_decodes_to(&encode(&input), &input);
+    }
+
+    #[test]
+    fn builder_encoding_of_the_same_input_decodes_identically() {
+        // Setup: the reference builder and the forward encoder on the same input.
+        // Expectation: both decode to the input (the bytes differ, the meaning does not).
+        let properties = [("a", "1"), ("b", "2")];
+        let input = full_input(&properties, &[7u8; 300]);
+        let mut builder = BuilderEncoder::default();
+        let reference = builder.encode(&input).to_vec();
+        assert_decodes_to(&reference, &input);
+        assert_decodes_to(&encode(&input), &input);
+    }
+
+    #[test]
+    fn record_header_round_trips_and_checksums_the_body() {
+        // Setup: encode a whole record. Expectation: check_record accepts it with the right
+        // stride, and any flipped bit in the CRC-covered bytes is rejected.
+        let input = full_input(&[], b"x");
+        let body = body_bytes(&input);
+        let mut out = vec![0u8; record_bytes(body)];
+        let header = encode_record(&input, body, SequenceNumber(9), Offset(64), 1000, &mut out);
+        let expect = Expect {
+            offset: 64,
+            sequence: Some(9),
+            enqueued_ms_min: Some(1000),
+            verify_crc: true,
+        };
+        assert_eq!(
+            check_record(&out, 0, expect),
+            Checked::Record {
+                header,
+                stride: out.len()
+            }
+        );
+        for bit in [4 * 8, 9 * 8 + 3, (out.len() - 9) * 8] {
+            let mut flipped = out.clone();
+            flipped[bit / 8] ^= 1 << (bit % 8);
+            assert!(
+                matches!(check_record(&flipped, 0, expect), Checked::Bad(_)),
+                "bit {bit}"
+            );
+        }
+    }
+
+    #[test]
+    fn zero_bytes_are_the_end_and_partial_headers_are_bad() {
+        // Setup: zeros, and a few nonzero bytes shorter than a header.
+        // Expectation: End for zeros, Bad for the partial header.
+        let expect = Expect {
+            offset: 0,
+            sequence: None,
+            enqueued_ms_min: None,
+            verify_crc: true,
+        };
+        assert_eq!(check_record(&[0u8; 64], 0, expect), Checked::End);
+        assert_eq!(check_record(&[0u8; 16], 0, expect), Checked::End);
+        assert_eq!(
+            check_record(&[1u8; 16], 0, expect),
+            Checked::Bad(Corruption::PartialHeader)
+        );
+    }
+
+    #[test]
+    fn payload_lookup_rejects_out_of_bounds_offsets() {
+        // Setup: a valid body cut short, and one with the root offset pointing past the end.
+        // Expectation: None, never a panic.
+        let body = encode(&full_input(&[], b"abc"));
+        assert!(payload_of(&body[..body.len() - 1]).is_none());
+        let mut bad = body.clone();
+        bad[0..4].copy_from_slice(&u32::MAX.to_le_bytes());
+        assert!(payload_of(&bad).is_none());
+    }
+}
