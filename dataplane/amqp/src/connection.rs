@@ -433,6 +433,23 @@ impl Connection {
         self.output.len()
     }
 
+    /// Bytes received but not yet processed: at most one partial frame, or the input held
+    /// while a SASL decision is pending.
+    pub fn buffered_input(&self) -> usize {
+        self.input.len()
+    }
+
+    /// The largest frame we may send: the peer's max-frame-size once its `open` arrived,
+    /// 512 before.
+    pub fn peer_max_frame_size(&self) -> u32 {
+        self.peer.max_frame_size
+    }
+
+    /// The limits this connection enforces.
+    pub fn config(&self) -> &Config {
+        &self.config
+    }
+
     // -----------------------------------------------------------------------------------
     // Input.
     // -----------------------------------------------------------------------------------
@@ -991,6 +1008,11 @@ impl Connection {
         Ok(())
     }
 
+    /// What an attach reply needs: our max-message-size, the peer's max-frame-size.
+    fn attach_limits(&self) -> (u64, u32) {
+        (self.config.message_size_max, self.peer.max_frame_size)
+    }
+
     /// Looks up a live link, checking the connection is open.
     fn link_parts(&mut self, id: LinkId) -> Result<(&mut Session, &mut Vec<u8>), ApiError> {
         if self.state != State::Open {
@@ -1012,14 +1034,17 @@ impl Connection {
     /// filter, target; initial-delivery-count 0 when we send). On a link where we receive,
     /// grants [`Config::receiver_window`] credit.
     pub fn accept_link(&mut self, id: LinkId) -> Result<(), ApiError> {
-        let message_size_max = self.config.message_size_max;
+        let limits = self.attach_limits();
         let (session, out) = self.link_parts(id)?;
         let channel = session.local_channel;
         let link = session.link_mut(id.handle, id.generation).expect("checked");
         if link.state != LinkState::AttachPending {
             return Err(ApiError::WrongLinkState);
         }
-        write_attach_reply(out, channel, id.handle, link, message_size_max);
+        if let Err(error) = write_attach_reply(out, channel, id.handle, link, limits) {
+            self.fail(error);
+            return Ok(());
+        }
         link.state = LinkState::Attached;
         let role = link.role;
         let kind = link.kind;
@@ -1053,14 +1078,17 @@ impl Connection {
         condition: Condition,
         description: &str,
     ) -> Result<(), ApiError> {
-        let message_size_max = self.config.message_size_max;
+        let limits = self.attach_limits();
         let (session, out) = self.link_parts(id)?;
         let channel = session.local_channel;
         let link = session.link_mut(id.handle, id.generation).expect("checked");
         if link.state != LinkState::AttachPending {
             return Err(ApiError::WrongLinkState);
         }
-        write_attach_reply(out, channel, id.handle, link, message_size_max);
+        if let Err(error) = write_attach_reply(out, channel, id.handle, link, limits) {
+            self.fail(error);
+            return Ok(());
+        }
         let error = ErrorFields::new(condition, description);
         write_frame(
             out,
@@ -1082,14 +1110,17 @@ impl Connection {
         id: LinkId,
         error: Option<(Condition, &str)>,
     ) -> Result<(), ApiError> {
-        let message_size_max = self.config.message_size_max;
+        let limits = self.attach_limits();
         let (session, out) = self.link_parts(id)?;
         let channel = session.local_channel;
         let link = session.link_mut(id.handle, id.generation).expect("checked");
         match link.state {
             LinkState::DetachSent => return Err(ApiError::WrongLinkState),
             LinkState::AttachPending => {
-                write_attach_reply(out, channel, id.handle, link, message_size_max);
+                if let Err(error) = write_attach_reply(out, channel, id.handle, link, limits) {
+                    self.fail(error);
+                    return Ok(());
+                }
             }
             LinkState::Attached => {}
         }
@@ -1432,7 +1463,7 @@ impl Connection {
     }
 
     fn handle_detach(&mut self, local: u16, detach: Detach) -> Result<(), Fault> {
-        let message_size_max = self.config.message_size_max;
+        let limits = self.attach_limits();
         let session = self.sessions[usize::from(local)]
             .as_mut()
             .expect("session exists");
@@ -1460,7 +1491,7 @@ impl Connection {
             LinkState::DetachSent => {}
             LinkState::AttachPending | LinkState::Attached => {
                 if link.state == LinkState::AttachPending {
-                    write_attach_reply(out, local, handle, &mut link, message_size_max);
+                    write_attach_reply(out, local, handle, &mut link, limits)?;
                 }
                 let reply = DetachFields {
                     handle,
@@ -1793,14 +1824,17 @@ fn attach_echo(body: &[u8], snd_settle_mode: u8) -> AttachEcho {
     }
 }
 
-/// Writes our attach for a link the peer attached.
+/// Writes our attach for a link the peer attached. An attach echoes what the client sent
+/// (name, source, target, capabilities), so with a small peer max-frame-size it may not fit:
+/// then nothing is written and the connection must close with `amqp:frame-size-too-small`.
 fn write_attach_reply(
     out: &mut Vec<u8>,
     channel: u16,
     handle: u32,
     link: &mut Link,
-    message_size_max: u64,
-) {
+    limits: (u64, u32),
+) -> Result<(), ConnectionError> {
+    let (message_size_max, frame_max) = limits;
     let echo = link.echo.take().unwrap_or_default();
     let fields = AttachFields {
         name: &link.name,
@@ -1817,7 +1851,12 @@ fn write_attach_reply(
         desired_capabilities: None,
         properties: None,
     };
-    write_frame(out, channel, &fields);
+    let start = out.len();
+    if write_frame(out, channel, &fields) > frame_max as usize {
+        out.truncate(start);
+        return Err(ConnectionError::PeerFrameSizeTooSmall { size: frame_max });
+    }
+    Ok(())
 }
 
 /// Grants credit on a link where we receive, if its refill point is reached.

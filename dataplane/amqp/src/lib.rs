@@ -10,6 +10,7 @@ pub mod connection;
 pub mod error;
 pub mod event;
 pub mod frame;
+pub mod fuzzing;
 mod link;
 pub mod management;
 pub mod message;

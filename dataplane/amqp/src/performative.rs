@@ -178,12 +178,21 @@ pub struct ErrorFields<'a> {
     pub description: Option<&'a str>,
 }
 
+/// The longest error description we send, in bytes. With it, a close, end or detach always
+/// fits the smallest max-frame-size a peer may declare (512).
+pub const DESCRIPTION_BYTES_MAX: usize = 256;
+
 impl<'a> ErrorFields<'a> {
-    /// An error with a standard condition.
+    /// An error with a standard condition. The description is cut at
+    /// [`DESCRIPTION_BYTES_MAX`] (on a character boundary).
     pub fn new(condition: Condition, description: &'a str) -> Self {
+        let mut end = description.len().min(DESCRIPTION_BYTES_MAX);
+        while !description.is_char_boundary(end) {
+            end -= 1;
+        }
         Self {
             condition: condition.as_str(),
-            description: Some(description),
+            description: Some(&description[..end]),
         }
     }
 }
@@ -787,6 +796,20 @@ mod tests {
         assert_eq!(field_count(&detach), 3);
         assert_eq!(field_count(&EndFields { error: None }), 1);
         assert_eq!(field_count(&CloseFields { error: None }), 1);
+    }
+
+    #[test]
+    fn long_descriptions_are_cut_to_fit_the_smallest_frame() {
+        let long = "é".repeat(1000);
+        let error = ErrorFields::new(Condition::NotFound, &long);
+        assert!(error.description.expect("some").len() <= DESCRIPTION_BYTES_MAX);
+        let mut buf = Vec::new();
+        let detach = DetachFields {
+            handle: u32::MAX,
+            closed: true,
+            error: Some(error),
+        };
+        assert!(write_frame(&mut buf, 0, &detach) <= frame::MAX_FRAME_SIZE_MIN as usize);
     }
 
     #[test]
