@@ -1,0 +1,74 @@
+//! The next segment is prepared off the append path when the caller runs the request on
+//! another thread, and inline (counted) when it does not.
+
+mod common;
+
+use common::{OwnedInput, append_owned, small_config};
+use dataplane_log::{AckMode, Partition, PartitionId, WritePath};
+
+fn fill(partition: &mut Partition, prepare_ahead: bool) {
+    for batch in 0..40u64 {
+        let records: Vec<OwnedInput> = (0..8)
+            .map(|i| OwnedInput::numbered(batch * 8 + i, 1000))
+            .collect();
+        append_owned(partition, &records, 0).expect("append");
+        if prepare_ahead && let Some(prep) = partition.next_segment_request() {
+            // Asking again while one is outstanding hands out nothing.
+            assert!(partition.next_segment_request().is_none());
+            let prepared = std::thread::spawn(move || prep.prepare())
+                .join()
+                .expect("thread")
+                .expect("prepare");
+            partition.install_prepared(prepared).expect("install");
+            assert!(
+                partition.next_segment_request().is_none(),
+                "one prepared segment is enough"
+            );
+        }
+    }
+}
+
+#[test]
+fn segments_prepared_on_another_thread_keep_rolls_off_the_append_path() {
+    // Setup: after every append, run any segment request on a separate thread and install the
+    // result. Expectation: several rolls, none of which prepared a segment inline; the log's
+    // directory holds no leftover temporary files except the one spare.
+    for write_path in [WritePath::Pwrite, WritePath::Mmap] {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let (mut partition, _) = Partition::open(
+            dir.path(),
+            PartitionId(0),
+            small_config(write_path, AckMode::Written),
+        )
+        .expect("open");
+        fill(&mut partition, true);
+        let stats = partition.stats();
+        assert!(stats.segments_rolled >= 3, "{stats:?}");
+        assert_eq!(stats.segments_prepared_inline, 0, "{stats:?}");
+        drop(partition);
+        let temporary = std::fs::read_dir(dir.path())
+            .expect("list")
+            .filter(|e| {
+                e.as_ref()
+                    .is_ok_and(|e| e.file_name().to_string_lossy().ends_with(".tmp"))
+            })
+            .count();
+        assert_eq!(
+            temporary, 0,
+            "dropping the partition deletes the unused spare"
+        );
+    }
+}
+
+#[test]
+fn without_a_prepared_segment_a_roll_prepares_inline_and_counts_it() {
+    // Setup: the same appends, never running segment requests. Expectation: every roll was an
+    // inline preparation, visible in the stats.
+    let dir = tempfile::tempdir().expect("tempdir");
+    let config = small_config(WritePath::Pwrite, AckMode::Written);
+    let (mut partition, _) = Partition::open(dir.path(), PartitionId(0), config).expect("open");
+    fill(&mut partition, false);
+    let stats = partition.stats();
+    assert!(stats.segments_rolled >= 3);
+    assert_eq!(stats.segments_prepared_inline, stats.segments_rolled);
+}
