@@ -23,6 +23,43 @@ pub struct Config {
     pub listeners: ListenersSection,
     pub tls: TlsSection,
     pub hub: HubSection,
+    pub dataplane: DataplaneSection,
+    pub log: LogSection,
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct DataplaneSection {
+    pub shards: u32,
+    pub pin_cpus: bool,
+    pub ack: AckSetting,
+    pub inflight_per_connection: u32,
+    pub inflight_per_shard: u32,
+    pub connections_per_shard: u32,
+    pub connect_timeout_secs: u32,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum AckSetting {
+    Durable,
+    Written,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum WritePathSetting {
+    Pwrite,
+    Mmap,
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct LogSection {
+    pub segment_mib: u32,
+    pub retention_hours: u32,
+    pub retention_mib: u64,
+    pub write_path: WritePathSetting,
 }
 
 #[derive(Debug, Clone, Deserialize)]
@@ -41,6 +78,7 @@ pub struct ListenersSection {
     pub https_port: u16,
     pub mqtt_port: u16,
     pub amqp_port: u16,
+    pub mqtt_plain_port: u16,
 }
 
 #[derive(Debug, Clone, Deserialize)]
@@ -127,14 +165,47 @@ impl Config {
             ("listeners.https_port", self.listeners.https_port),
             ("listeners.mqtt_port", self.listeners.mqtt_port),
             ("listeners.amqp_port", self.listeners.amqp_port),
+            ("listeners.mqtt_plain_port", self.listeners.mqtt_plain_port),
         ];
         for (index, (name, port)) in ports.iter().enumerate() {
             if *port == 0 {
+                if name.ends_with("plain_port") {
+                    continue;
+                }
                 bail!("{name} is 0; choose a port from 1 to 65535");
             }
             if let Some((other, _)) = ports[index + 1..].iter().find(|(_, p)| p == port) {
                 bail!("{name} and {other} are both {port}; each listener needs its own port");
             }
+        }
+        let dataplane = &self.dataplane;
+        for (name, value) in [
+            (
+                "dataplane.inflight_per_connection",
+                dataplane.inflight_per_connection,
+            ),
+            ("dataplane.inflight_per_shard", dataplane.inflight_per_shard),
+            (
+                "dataplane.connections_per_shard",
+                dataplane.connections_per_shard,
+            ),
+            (
+                "dataplane.connect_timeout_secs",
+                dataplane.connect_timeout_secs,
+            ),
+        ] {
+            if value == 0 {
+                bail!("{name} is 0; it must be at least 1");
+            }
+        }
+        if dataplane.shards > 1024 {
+            bail!("dataplane.shards is {}; at most 1024", dataplane.shards);
+        }
+        if !(1..=4095).contains(&self.log.segment_mib) {
+            bail!(
+                "log.segment_mib is {}; it must be from 1 to 4095",
+                self.log.segment_mib
+            );
         }
         let tls = &self.tls;
         if tls.cert_path.as_os_str().is_empty() != tls.key_path.as_os_str().is_empty() {

@@ -17,21 +17,29 @@ pub const ENDPOINTS_FILE: &str = "endpoints.json";
 
 /// Binds a listener, turning the usual failures into one line that says what to do.
 pub fn bind(address: SocketAddr, what: &str, flag: &str) -> anyhow::Result<TcpListener> {
-    TcpListener::bind(address).map_err(|error| {
-        let port = address.port();
-        match error.kind() {
-            ErrorKind::AddrInUse => anyhow!(
-                "port {port} ({what}) is already in use: stop the process holding it, or choose another port with {flag}"
-            ),
-            ErrorKind::PermissionDenied => anyhow!(
-                "port {port} ({what}) is privileged: run as root, grant the binary CAP_NET_BIND_SERVICE (sudo setcap cap_net_bind_service=+ep \"$(command -v shoal)\"), or choose a port of 1024 or above with {flag}"
-            ),
-            ErrorKind::AddrNotAvailable => anyhow!(
-                "cannot bind {address} ({what}): the address is not on this machine; set [server] bind_address"
-            ),
-            _ => anyhow!("cannot bind {address} ({what}): {error}"),
-        }
-    })
+    TcpListener::bind(address).map_err(|error| bind_error(&error, address, what, flag))
+}
+
+/// Turns a bind failure into one line that says what to do.
+fn bind_error(
+    error: &std::io::Error,
+    address: SocketAddr,
+    what: &str,
+    flag: &str,
+) -> anyhow::Error {
+    let port = address.port();
+    match error.kind() {
+        ErrorKind::AddrInUse => anyhow!(
+            "port {port} ({what}) is already in use: stop the process holding it, or choose another port with {flag}"
+        ),
+        ErrorKind::PermissionDenied => anyhow!(
+            "port {port} ({what}) is privileged: run as root, grant the binary CAP_NET_BIND_SERVICE (sudo setcap cap_net_bind_service=+ep \"$(command -v shoal)\"), or choose a port of 1024 or above with {flag}"
+        ),
+        ErrorKind::AddrNotAvailable => anyhow!(
+            "cannot bind {address} ({what}): the address is not on this machine; set [server] bind_address"
+        ),
+        _ => anyhow!("cannot bind {address} ({what}): {error}"),
+    }
 }
 
 fn absolute(path: &Path) -> anyhow::Result<PathBuf> {
@@ -75,6 +83,16 @@ pub fn serve(config: &Config) -> anyhow::Result<()> {
         "--https-port",
     )?;
     https_listener.set_nonblocking(true)?;
+    let data_plane_config = data_plane_config(config, &data_dir, &tls_files)?;
+    let shard_listeners =
+        dataplane::bind_listeners(&data_plane_config).map_err(|(address, error)| {
+            let (what, flag) = if address.port() == config.listeners.mqtt_port {
+                ("MQTT", "--mqtt-port")
+            } else {
+                ("MQTT over plain TCP", "SHOAL_LISTENERS_MQTT_PLAIN_PORT")
+            };
+            bind_error(&error, address, what, flag)
+        })?;
 
     let control = ControlPlane::open(&ControlPlaneConfig {
         data_dir: data_dir.clone(),
@@ -89,6 +107,27 @@ pub fn serve(config: &Config) -> anyhow::Result<()> {
             "hub.partition_count is fixed when the hub is created; keeping the existing count"
         );
     }
+
+    let (report_sender, reports) = crossbeam_channel::unbounded();
+    let report_sink = controlplane::sync::spawn_report_sink(
+        std::sync::Arc::clone(&control.store),
+        control.hub.name.clone(),
+        reports,
+    )
+    .context("starting the connection-report thread")?;
+    let subscriptions = (0..data_plane_config.shard_count)
+        .map(|_| control.publisher.subscribe())
+        .collect();
+    let shard_count = data_plane_config.shard_count;
+    let data_plane = dataplane::DataPlane::start(
+        data_plane_config,
+        subscriptions,
+        &report_sender,
+        shard_listeners,
+    )
+    .context("starting the data plane")?;
+    drop(report_sender);
+    tracing::info!(shards = shard_count, "data plane started");
 
     let runtime = tokio::runtime::Builder::new_multi_thread()
         .worker_threads(2)
@@ -116,8 +155,75 @@ pub fn serve(config: &Config) -> anyhow::Result<()> {
         tracing::info!("shutting down");
         let _ = shutdown_sender.send(true);
         let _ = https.await;
-        let _ = std::fs::remove_file(&endpoints_path);
         anyhow::Ok(())
+    })?;
+    data_plane.stop();
+    // The data plane's report senders are gone: the sink drains what they sent and ends.
+    let _ = report_sink.join();
+    let _ = std::fs::remove_file(&endpoints_path);
+    Ok(())
+}
+
+fn data_plane_config(
+    config: &Config,
+    data_dir: &Path,
+    tls_files: &TlsFiles,
+) -> anyhow::Result<dataplane::DataPlaneConfig> {
+    use crate::config::{AckSetting, WritePathSetting};
+    let cpus = dataplane::allowed_cpus();
+    let shard_count = match config.dataplane.shards {
+        0 => cpus.len().max(1),
+        shards => shards as usize,
+    };
+    let mqtt_tls = controlplane::tls::server_config(tls_files, &[b"mqtt"])
+        .context("loading the TLS certificate")?;
+    let bind_address = config.server.bind_address;
+    let mut mqtt = vec![dataplane::ListenerConfig {
+        address: SocketAddr::new(bind_address, config.listeners.mqtt_port),
+        tls: Some(mqtt_tls),
+    }];
+    if config.listeners.mqtt_plain_port != 0 {
+        mqtt.push(dataplane::ListenerConfig {
+            address: SocketAddr::new(bind_address, config.listeners.mqtt_plain_port),
+            tls: None,
+        });
+    }
+    let log = &config.log;
+    let hours_ms = u64::from(log.retention_hours) * 3_600_000;
+    Ok(dataplane::DataPlaneConfig {
+        shard_count,
+        cpus: if config.dataplane.pin_cpus {
+            cpus
+        } else {
+            Vec::new()
+        },
+        data_dir: data_dir.to_owned(),
+        accepted_hosts: config.host_names(),
+        mqtt,
+        log: dataplane_log::PartitionConfig {
+            segment_bytes: u64::from(log.segment_mib) << 20,
+            write_path: match log.write_path {
+                WritePathSetting::Pwrite => dataplane_log::WritePath::Pwrite,
+                WritePathSetting::Mmap => dataplane_log::WritePath::Mmap,
+            },
+            ack: match config.dataplane.ack {
+                AckSetting::Durable => dataplane_log::AckMode::Durable,
+                AckSetting::Written => dataplane_log::AckMode::Written,
+            },
+            retention_ms: (hours_ms > 0).then_some(hours_ms),
+            retention_bytes: (log.retention_mib > 0).then_some(log.retention_mib << 20),
+            ..dataplane_log::PartitionConfig::default()
+        },
+        limits: dataplane::Limits {
+            inflight_per_connection: config.dataplane.inflight_per_connection as usize,
+            inflight_per_shard: config.dataplane.inflight_per_shard as usize,
+            connections_per_shard: config.dataplane.connections_per_shard as usize,
+            connect_timeout: std::time::Duration::from_secs(u64::from(
+                config.dataplane.connect_timeout_secs,
+            )),
+            ..dataplane::Limits::default()
+        },
+        retention_interval: std::time::Duration::from_mins(1),
     })
 }
 
@@ -199,6 +305,7 @@ fn endpoints(config: &Config, control: &ControlPlane, tls: &TlsFiles) -> serde_j
         "rest_base_url": format!("https://{}", rest_host(config)),
         "https_port": config.listeners.https_port,
         "mqtt_port": config.listeners.mqtt_port,
+        "mqtt_plain_port": config.listeners.mqtt_plain_port,
         "amqp_port": config.listeners.amqp_port,
         "bind_address": config.server.bind_address,
         "pid": std::process::id(),
@@ -222,6 +329,19 @@ fn print_banner(config: &Config, endpoints: &serde_json::Value, endpoints_path: 
         println!("  development CA       {ca}");
         println!(
             "                       trust it with REQUESTS_CA_BUNDLE, SSL_CERT_FILE, server_verification_cert or connection_verify"
+        );
+    }
+    println!(
+        "  MQTT (devices)       mqtts://{}:{}  (listening on {bind}:{})",
+        text("hostname"),
+        config.listeners.mqtt_port,
+        config.listeners.mqtt_port
+    );
+    if config.listeners.mqtt_plain_port != 0 {
+        println!(
+            "  MQTT, plain TCP      mqtt://{}:{}  (no TLS: credentials travel in clear text)",
+            text("hostname"),
+            config.listeners.mqtt_plain_port
         );
     }
     println!(

@@ -118,3 +118,26 @@ class Shoal:
     def device_connection_string(self, device_id, key, module_id=None):
         module = f";ModuleId={module_id}" if module_id else ""
         return f"HostName={self.hostname};DeviceId={device_id}{module};SharedAccessKey={key}"
+
+
+def partition_of(device_id, partition_count):
+    """The partition of a device: FNV-1a (32-bit) of its id, as Shoal places devices."""
+    value = 0x811C9DC5
+    for byte in device_id.encode():
+        value ^= byte
+        value = (value * 0x01000193) & 0xFFFFFFFF
+    return value % partition_count
+
+
+def read_events(server, partition=None, start="earliest"):
+    """Every committed record of the built-in endpoint, read with `shoal events tail`."""
+    command = [
+        shoal_binary(), "events", "tail",
+        "--data-dir", str(server.data_dir),
+        "--from", start,
+        "--json", "--no-follow",
+    ]
+    if partition is not None:
+        command += ["--partition", str(partition)]
+    output = subprocess.run(command, check=True, capture_output=True, text=True, timeout=60)
+    return [json.loads(line) for line in output.stdout.splitlines() if line.strip()]

@@ -1,0 +1,17 @@
+//! D2C ingest on the owner shard: appending batches to a partition, group-committing them with
+//! one `fdatasync` per flush, and releasing acknowledgements once per flush.
+//!
+//! ```text
+//!  session (reader task) ──append(batch)──▶ PartitionOwner ──wake──▶ flusher task
+//!        ▲                                   │ pending acks                │ fdatasync (io_uring)
+//!        │                                   ▼                             ▼
+//!  session (writer task) ◀──wake── AckQueue::release(committed) ◀── flush_complete
+//! ```
+//!
+//! Group commit: while one `fdatasync` runs, appends keep landing in the page cache; the next
+//! flush covers all of them. So the durable acknowledgement costs latency (one flush), not
+//! throughput (one flush per burst, however many messages it holds).
+
+mod partition;
+
+pub use partition::{AckQueue, PartitionOwner};

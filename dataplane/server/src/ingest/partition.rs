@@ -1,0 +1,345 @@
+//! One partition's owner: the log, its flusher and the sessions waiting on it.
+
+use std::cell::{Cell, RefCell};
+use std::collections::{HashMap, VecDeque};
+use std::os::fd::FromRawFd as _;
+use std::path::PathBuf;
+use std::rc::Rc;
+
+use dataplane_log::{AppendReceipt, Partition, PartitionReader, RecordInput};
+use dataplane_wire::mqtt::PacketId;
+use glommio::channels::local_channel::{self, LocalReceiver, LocalSender};
+use glommio::io::BufferedFile;
+
+/// The acknowledgements one session waits for, in the order its messages arrived.
+///
+/// # Invariants
+/// - Sequence numbers in `pending` increase (one session appends to one partition, in order),
+///   so releasing is popping a prefix: PUBACKs leave in the order the PUBLISHes came.
+#[derive(Debug)]
+pub struct AckQueue {
+    pending: RefCell<VecDeque<(u64, PacketId)>>,
+    released: RefCell<Vec<PacketId>>,
+    /// Whether the queue is on its partition's waiting list.
+    listed: Cell<bool>,
+    /// The partition failed: nothing pending will ever be acknowledged.
+    failed: Cell<bool>,
+    wake_writer: Rc<LocalSender<()>>,
+}
+
+impl AckQueue {
+    /// A queue that wakes its session's writer through `wake_writer`.
+    pub fn new(wake_writer: Rc<LocalSender<()>>) -> Self {
+        Self {
+            pending: RefCell::new(VecDeque::new()),
+            released: RefCell::new(Vec::new()),
+            listed: Cell::new(false),
+            failed: Cell::new(false),
+            wake_writer,
+        }
+    }
+
+    /// Messages appended but not yet acknowledged.
+    pub fn pending_count(&self) -> usize {
+        self.pending.borrow().len()
+    }
+
+    /// Whether the partition failed under this session's pending messages.
+    pub fn failed(&self) -> bool {
+        self.failed.get()
+    }
+
+    /// Moves the packet ids released so far into `into`.
+    pub fn take_released(&self, into: &mut Vec<PacketId>) {
+        into.append(&mut self.released.borrow_mut());
+    }
+
+    fn push(&self, sequence: u64, packet_id: PacketId) {
+        let mut pending = self.pending.borrow_mut();
+        assert!(
+            pending.back().is_none_or(|(last, _)| *last < sequence),
+            "acknowledgements are queued in sequence order"
+        );
+        pending.push_back((sequence, packet_id));
+    }
+
+    /// Releases every pending acknowledgement below `next_sequence`; returns how many.
+    fn release(&self, next_sequence: u64) -> usize {
+        let mut pending = self.pending.borrow_mut();
+        let mut released = self.released.borrow_mut();
+        let before = released.len();
+        while let Some(&(sequence, packet_id)) = pending.front() {
+            if sequence >= next_sequence {
+                break;
+            }
+            pending.pop_front();
+            released.push(packet_id);
+        }
+        let count = released.len() - before;
+        if count > 0 {
+            // Full means a wake-up is already queued; the writer drains everything at once.
+            let _ = self.wake_writer.try_send(());
+        }
+        count
+    }
+
+    fn fail(&self) {
+        self.failed.set(true);
+        let _ = self.wake_writer.try_send(());
+    }
+}
+
+/// A message ready to append, and the acknowledgement it needs (QoS 1) or not (QoS 0).
+pub type Acknowledgement = Option<PacketId>;
+
+/// A partition owned by this shard.
+pub struct PartitionOwner {
+    id: u32,
+    log: RefCell<Partition>,
+    reader: PartitionReader,
+    durable: bool,
+    waiting: RefCell<Vec<Rc<AckQueue>>>,
+    flush_signal: LocalSender<()>,
+    flush_requests: RefCell<Option<LocalReceiver<()>>>,
+    preparing_segment: Cell<bool>,
+    /// Files opened for `fdatasync` through io_uring, by path.
+    sync_files: RefCell<HashMap<PathBuf, Rc<BufferedFile>>>,
+    /// In-flight acknowledgements across the partition, for the shard's bound.
+    inflight: Cell<usize>,
+}
+
+impl std::fmt::Debug for PartitionOwner {
+    fn fmt(&self, formatter: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        formatter
+            .debug_struct("PartitionOwner")
+            .field("id", &self.id)
+            .finish_non_exhaustive()
+    }
+}
+
+/// Why an append failed; the session closes the connection without acknowledging.
+#[derive(Debug, thiserror::Error)]
+#[error("partition {partition}: {source}")]
+pub struct AppendError {
+    /// The partition.
+    pub partition: u32,
+    /// The log's error.
+    #[source]
+    pub source: dataplane_log::Error,
+}
+
+impl PartitionOwner {
+    /// Takes ownership of an opened partition.
+    pub fn new(id: u32, log: Partition, durable: bool) -> Rc<Self> {
+        let (flush_signal, flush_requests) = local_channel::new_bounded(1);
+        let reader = log.reader();
+        Rc::new(Self {
+            id,
+            log: RefCell::new(log),
+            reader,
+            durable,
+            waiting: RefCell::new(Vec::new()),
+            flush_signal,
+            flush_requests: RefCell::new(Some(flush_requests)),
+            preparing_segment: Cell::new(false),
+            sync_files: RefCell::new(HashMap::new()),
+            inflight: Cell::new(0),
+        })
+    }
+
+    /// The partition id.
+    pub fn id(&self) -> u32 {
+        self.id
+    }
+
+    /// A reader for any thread.
+    pub fn reader(&self) -> PartitionReader {
+        self.reader.clone()
+    }
+
+    /// Acknowledgements waiting for a flush on this partition.
+    pub fn inflight(&self) -> usize {
+        self.inflight.get()
+    }
+
+    /// Appends a batch; queues each QoS 1 message's acknowledgement on `acks`, released when
+    /// the records are committed (at once in `written` mode, after the flush in `durable`).
+    pub fn append(
+        self: &Rc<Self>,
+        records: &[RecordInput<'_>],
+        acknowledgements: &[Acknowledgement],
+        acks: &Rc<AckQueue>,
+        now_ms: i64,
+    ) -> Result<AppendReceipt, AppendError> {
+        assert_eq!(records.len(), acknowledgements.len());
+        assert!(!records.is_empty(), "an empty batch is not appended");
+        let receipt = self
+            .log
+            .borrow_mut()
+            .append(records, now_ms)
+            .map_err(|source| AppendError {
+                partition: self.id,
+                source,
+            })?;
+        let mut queued = 0;
+        for (index, packet_id) in acknowledgements.iter().enumerate() {
+            if let Some(packet_id) = packet_id {
+                acks.push(receipt.first_sequence.0 + index as u64, *packet_id);
+                queued += 1;
+            }
+        }
+        if queued > 0 {
+            self.inflight.set(self.inflight.get() + queued);
+            if !acks.listed.replace(true) {
+                self.waiting.borrow_mut().push(Rc::clone(acks));
+            }
+        }
+        if self.durable {
+            let _ = self.flush_signal.try_send(());
+        } else {
+            self.release_committed();
+        }
+        self.prepare_next_segment();
+        Ok(receipt)
+    }
+
+    /// Starts preparing the next segment on a blocking thread when the log asks for it.
+    fn prepare_next_segment(self: &Rc<Self>) {
+        if self.preparing_segment.get() {
+            return;
+        }
+        let Some(request) = self.log.borrow_mut().next_segment_request() else {
+            return;
+        };
+        self.preparing_segment.set(true);
+        let owner = Rc::clone(self);
+        glommio::spawn_local(async move {
+            let prepared = glommio::executor()
+                .spawn_blocking(move || request.prepare())
+                .await;
+            let result = prepared.and_then(|prepared| owner.log.borrow_mut().install_prepared(prepared));
+            if let Err(error) = result {
+                // The log prepares inline when the roll comes; appends go on.
+                tracing::warn!(partition = owner.id, %error, "could not prepare the next segment ahead");
+            }
+            owner.preparing_segment.set(false);
+        })
+        .detach();
+    }
+
+    /// Releases acknowledgements of committed records to their sessions.
+    fn release_committed(&self) {
+        let next = self.reader.committed().end.sequence.0;
+        let mut released_total = 0;
+        self.waiting.borrow_mut().retain(|acks| {
+            released_total += acks.release(next);
+            let keep = acks.pending_count() > 0;
+            if !keep {
+                acks.listed.set(false);
+            }
+            keep
+        });
+        self.inflight.set(self.inflight.get() - released_total);
+    }
+
+    /// Fails every waiting session: the partition is poisoned and their messages will never
+    /// be acknowledged (the devices resend them on a new connection).
+    fn fail_waiting(&self) {
+        for acks in self.waiting.borrow_mut().drain(..) {
+            acks.listed.set(false);
+            acks.fail();
+        }
+        self.inflight.set(0);
+    }
+
+    /// Opens (once) a file for io_uring `fdatasync`.
+    fn sync_file(&self, target: &dataplane_log::FlushTarget) -> std::io::Result<Rc<BufferedFile>> {
+        if let Some(file) = self.sync_files.borrow().get(target.path()) {
+            return Ok(Rc::clone(file));
+        }
+        let duplicate = target.try_clone_file()?;
+        // SAFETY: `into_raw_fd` hands over sole ownership of a freshly duplicated descriptor.
+        let file = Rc::new(unsafe {
+            BufferedFile::from_raw_fd(std::os::fd::IntoRawFd::into_raw_fd(duplicate))
+        });
+        let mut files = self.sync_files.borrow_mut();
+        // Only the active segment (and the one it replaced) are ever flushed.
+        if files.len() > 4 {
+            files.clear();
+        }
+        files.insert(target.path().to_owned(), Rc::clone(&file));
+        Ok(file)
+    }
+
+    /// The flusher: one task per partition in `durable` mode. Each round takes everything
+    /// appended since the previous round started and flushes it with one `fdatasync` per file.
+    pub async fn run_flusher(self: Rc<Self>) {
+        let Some(requests) = self.flush_requests.borrow_mut().take() else {
+            return;
+        };
+        while requests.recv().await.is_some() {
+            loop {
+                let Some(request) = self.log.borrow_mut().take_flush_request() else {
+                    break;
+                };
+                let mut failure = None;
+                for target in request.targets() {
+                    let result = match self.sync_file(target) {
+                        Ok(file) => file.fdatasync().await.map_err(std::io::Error::from),
+                        Err(error) => Err(error),
+                    };
+                    if let Err(error) = result {
+                        failure = Some(error);
+                        break;
+                    }
+                }
+                match failure {
+                    None => {
+                        if let Err(error) = self.log.borrow_mut().flush_complete(request) {
+                            tracing::error!(partition = self.id, %error, "flush bookkeeping failed");
+                            self.fail_waiting();
+                            return;
+                        }
+                        self.release_committed();
+                    }
+                    Some(error) => {
+                        let error = self.log.borrow_mut().flush_failed(request, error);
+                        tracing::error!(
+                            partition = self.id,
+                            %error,
+                            "fdatasync failed: the partition refuses appends until restarted"
+                        );
+                        self.fail_waiting();
+                        return;
+                    }
+                }
+            }
+        }
+    }
+
+    /// Flushes what is still unflushed, at shutdown (synchronously: nothing else runs then).
+    pub fn flush_on_stop(&self) {
+        let mut log = self.log.borrow_mut();
+        if log.is_poisoned() {
+            return;
+        }
+        if let Err(error) = log.flush_now() {
+            tracing::error!(partition = self.id, %error, "final flush failed");
+        }
+    }
+
+    /// Deletes segments past retention.
+    pub fn enforce_retention(&self, now_ms: i64) {
+        match self.log.borrow_mut().enforce_retention(now_ms) {
+            Ok(report) if report.segments_deleted > 0 => {
+                tracing::info!(
+                    partition = self.id,
+                    deleted = report.segments_deleted,
+                    "retention deleted segments"
+                );
+            }
+            Ok(_) => {}
+            Err(error) => tracing::warn!(partition = self.id, %error, "retention failed"),
+        }
+    }
+}

@@ -1,0 +1,63 @@
+//! Listeners: one `SO_REUSEPORT` socket per listener per shard, so the kernel spreads new
+//! connections over the shards and no shard accepts for another.
+
+pub mod transport;
+
+use std::net::SocketAddr;
+use std::os::fd::{FromRawFd as _, IntoRawFd as _, OwnedFd};
+use std::rc::Rc;
+use std::sync::Arc;
+
+use glommio::net::TcpListener;
+
+use crate::shard::Shard;
+
+/// Listen backlog: connect storms queue here rather than being refused.
+const BACKLOG: i32 = 4096;
+
+/// Creates a listening socket with `SO_REUSEPORT`, so every shard can bind its own.
+pub fn bind_reuseport(address: SocketAddr) -> std::io::Result<OwnedFd> {
+    let domain = if address.is_ipv6() {
+        socket2::Domain::IPV6
+    } else {
+        socket2::Domain::IPV4
+    };
+    let socket = socket2::Socket::new(domain, socket2::Type::STREAM, Some(socket2::Protocol::TCP))?;
+    socket.set_reuse_address(true)?;
+    socket.set_reuse_port(true)?;
+    socket.set_tcp_nodelay(true)?;
+    socket.bind(&address.into())?;
+    socket.listen(BACKLOG)?;
+    Ok(OwnedFd::from(socket))
+}
+
+/// Accepts MQTT connections on `socket` until the shard stops.
+pub async fn accept_mqtt(
+    shard: Rc<Shard>,
+    socket: OwnedFd,
+    tls: Option<Arc<rustls::ServerConfig>>,
+) {
+    // SAFETY: the OwnedFd was the socket's sole owner; the listener takes that ownership.
+    let listener = unsafe { TcpListener::from_raw_fd(socket.into_raw_fd()) };
+    loop {
+        let accepted = listener.accept().await;
+        if shard.is_stopping() {
+            return;
+        }
+        match accepted {
+            Ok(stream) => {
+                glommio::spawn_local(crate::session::mqtt::serve_accepted(
+                    Rc::clone(&shard),
+                    stream,
+                    tls.clone(),
+                ))
+                .detach();
+            }
+            Err(error) => {
+                // Out of descriptors or memory: wait instead of spinning.
+                tracing::warn!(shard = shard.id, %error, "accept failed");
+                glommio::timer::sleep(std::time::Duration::from_millis(50)).await;
+            }
+        }
+    }
+}
