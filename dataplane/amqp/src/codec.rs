@@ -442,8 +442,9 @@ pub fn put_descriptor(buf: &mut Vec<u8>, descriptor: u8) {
     buf.extend_from_slice(&[code::DESCRIBED, code::SMALLULONG, descriptor]);
 }
 
-/// A list or map being written: [`Compound::begin`] reserves a 32-bit header, and
-/// [`Compound::end`] fills it in, or shrinks it to the 8-bit form when the content fits.
+/// A list or map being written: [`Compound::begin_list`] or [`Compound::begin_map`]
+/// reserves a 32-bit header, and [`Compound::end`] fills it in, or shrinks it to the 8-bit
+/// form when the content fits.
 ///
 /// # Invariants
 /// Between `begin` and `end`, exactly `count` complete values are appended after the header.

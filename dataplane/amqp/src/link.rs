@@ -107,10 +107,11 @@ impl Link {
         // A flow before the receiver saw our attach carries no delivery-count: it means
         // our initial delivery-count, which is always 0.
         let their_count = delivery_count.unwrap_or(0);
-        let limit = their_count.wrapping_add(link_credit);
-        // Serial number arithmetic: a limit "behind" our count means no credit.
-        let ahead = limit.wrapping_sub(self.delivery_count) as i32;
-        self.credit = ahead.max(0) as u32;
+        // Deliveries we sent that the receiver had not seen when it wrote the flow (serial
+        // arithmetic). A count ahead of ours is a peer error; it is read as none in flight.
+        let in_flight = self.delivery_count.wrapping_sub(their_count);
+        let in_flight = if in_flight < 1 << 31 { in_flight } else { 0 };
+        self.credit = link_credit.saturating_sub(in_flight);
     }
 
     /// Receiver side: the credit to grant now, if the granted credit fell to half the window
@@ -175,6 +176,16 @@ mod tests {
         sender.delivery_count = 500;
         sender.apply_receiver_flow(Some(0), 300);
         assert_eq!(sender.credit, 0);
+    }
+
+    #[test]
+    fn sender_credit_may_exceed_two_to_the_31() {
+        let mut sender = link(Role::Sender);
+        sender.apply_receiver_flow(Some(0), u32::MAX);
+        assert_eq!(sender.credit, u32::MAX);
+        sender.consume_credit();
+        sender.apply_receiver_flow(Some(0), u32::MAX);
+        assert_eq!(sender.credit, u32::MAX - 1);
     }
 
     #[test]

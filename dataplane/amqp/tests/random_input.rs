@@ -95,6 +95,13 @@ fn conversation() -> Vec<u8> {
 
 /// Setup: the conversation as written.
 /// Expectation: it reaches every handler the mutations are meant to stress.
+fn cases() -> u32 {
+    std::env::var("PROPTEST_CASES")
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(2_000)
+}
+
 #[test]
 fn the_unmutated_conversation_reaches_the_deep_handlers() {
     let coverage = drive(&conversation());
@@ -107,7 +114,8 @@ fn the_unmutated_conversation_reaches_the_deep_handlers() {
 }
 
 proptest! {
-    #![proptest_config(ProptestConfig { cases: 2_000, ..ProptestConfig::default() })]
+    // 2000 cases by default; `PROPTEST_CASES` raises it for long runs.
+    #![proptest_config(ProptestConfig { cases: cases(), ..ProptestConfig::default() })]
 
     #[test]
     fn arbitrary_bytes_never_panic(bytes in proptest::collection::vec(any::<u8>(), 0..2048)) {
