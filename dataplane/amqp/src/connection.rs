@@ -1266,9 +1266,21 @@ impl Connection {
             .wrapping_add(flow.incoming_window)
             .wrapping_sub(session.next_outgoing_id);
         let Some(remote_handle) = flow.handle.as_ref().map(|h| h.0) else {
-            if session.blocked && session.remote_incoming_window > 0 {
-                session.blocked = false;
-                wake_senders(session, local, &mut self.events);
+            if session.remote_incoming_window > 0 {
+                if session.blocked {
+                    session.blocked = false;
+                    wake_senders(session, local, &mut self.events);
+                }
+                // Management responses that waited for the window go now.
+                let max_frame_size = self.peer.max_frame_size;
+                for handle in 0..session.links.len() {
+                    let waiting = session.links[handle].as_ref().is_some_and(|l| {
+                        matches!(l.kind, LinkKind::ManagementResponses(_)) && !l.queued.is_empty()
+                    });
+                    if waiting {
+                        flush_responses(session, out, handle as u32, max_frame_size);
+                    }
+                }
             }
             if flow.echo {
                 session.write_flow(out, None, false);
@@ -1389,11 +1401,23 @@ impl Connection {
     /// Detaches a link on a link-level protocol error.
     fn fail_link(&mut self, id: LinkId, error: &LinkError) {
         let description = error.to_string();
-        let session = self.session_mut(id.channel);
+        let limits = self.attach_limits();
+        let session = self.sessions[usize::from(id.channel)]
+            .as_mut()
+            .expect("session exists");
         let channel = session.local_channel;
         let link = session
             .link_mut(id.handle, id.generation)
             .expect("link exists");
+        if link.state == LinkState::AttachPending {
+            // A detach needs our attach first, even while the caller is still deciding.
+            if let Err(fatal) =
+                write_attach_reply(&mut self.output, channel, id.handle, link, limits)
+            {
+                self.fail(fatal);
+                return;
+            }
+        }
         link.state = LinkState::DetachSent;
         link.partial = None;
         let kind = link.kind;

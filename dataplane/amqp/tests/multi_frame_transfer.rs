@@ -129,3 +129,30 @@ fn transfers_beyond_credit_detach_the_link() {
         ["amqp:link:transfer-limit-exceeded"]
     );
 }
+
+/// Setup: a client sends a transfer on a link the caller has not accepted yet (no credit).
+/// Expectation: our attach goes out before the detach (a detach needs an attach), with
+/// `amqp:link:transfer-limit-exceeded`.
+#[test]
+fn a_transfer_before_the_caller_accepted_gets_attach_then_detach() {
+    let mut peer = Peer::new();
+    peer.open();
+    peer.send(&attach_frame(
+        1,
+        0,
+        Role::Sender,
+        "amqps://h/messages/devicebound",
+        None,
+        &[],
+        None,
+    ));
+    assert!(matches!(peer.events()[..], [Event::SenderAttach(_)]));
+    peer.send(&transfer_frame(1, 0, Some(0), true, false, b"early"));
+    let received = peer.recv();
+    let names: Vec<&str> = received.iter().map(Received::name).collect();
+    assert_eq!(names, ["attach", "detach"]);
+    assert_eq!(
+        error_conditions(&received),
+        ["amqp:link:transfer-limit-exceeded"]
+    );
+}
