@@ -7,13 +7,14 @@
 //! skipped. Names that decode to a `$.` key are [`SystemProperty`]s; everything else is an
 //! application property, kept in order.
 //!
-//! Nothing is allocated unless a name or value holds a `%` escape: [`MessageProperties`]
-//! borrows from the topic, and application properties are decoded as they are iterated.
+//! Nothing is allocated unless a name or value holds a `%` escape (and not even then for the
+//! content types the SDK escapes, such as `application%2Fjson`): [`MessageProperties`] borrows
+//! from the topic, and application properties are decoded as they are iterated.
 
 use std::borrow::Cow;
 use std::fmt;
 
-use percent_encoding::{percent_decode_str, utf8_percent_encode};
+use percent_encoding::utf8_percent_encode;
 
 use super::{Error, expiry};
 use crate::sas::QUOTE_SAFE_NOTHING;
@@ -120,39 +121,51 @@ impl SystemProperty {
         }
     }
 
-    /// The system property a decoded key names.
-    pub fn from_key(key: &[u8]) -> Option<Self> {
-        Some(match key {
-            b"$.mid" => Self::MessageId,
-            b"$.cid" => Self::CorrelationId,
-            b"$.uid" => Self::UserId,
-            b"$.ct" => Self::ContentType,
-            b"$.ce" => Self::ContentEncoding,
-            b"$.exp" => Self::ExpiryTimeUtc,
-            b"$.on" => Self::OutputName,
-            b"$.ifid" => Self::InterfaceId,
-            b"$.to" => Self::To,
-            b"$.ctime" => Self::CreationTimeUtc,
-            b"$.sub" => Self::ComponentName,
-            _ => return None,
-        })
-    }
-
     /// The system property an encoded key names, however it is escaped (`$.mid`, `%24.mid`,
     /// `%24%2Emid`), without allocating.
     fn from_encoded_key(key: &str) -> Option<Self> {
         /// The longest key, `$.ctime`.
         const KEY_BYTES_MAX: usize = 7;
-        if !key.starts_with(['$', '%']) {
+        // The two spellings clients use, matched without decoding.
+        let plain_suffix = key
+            .strip_prefix("%24.")
+            .or_else(|| key.strip_prefix("$."))
+            .filter(|suffix| !suffix.contains('%'));
+        if let Some(suffix) = plain_suffix {
+            return Self::from_suffix(suffix.as_bytes());
+        }
+        if !key.starts_with(['$', '%']) || key.len() > 3 * KEY_BYTES_MAX {
             return None;
         }
         let mut decoded = [0u8; KEY_BYTES_MAX];
         let mut len = 0;
-        for byte in percent_decode_str(key) {
+        for byte in Decoded::new(key.as_bytes()) {
             *decoded.get_mut(len)? = byte;
             len += 1;
         }
         Self::from_key(&decoded[..len])
+    }
+
+    /// The system property a decoded key names.
+    pub fn from_key(key: &[u8]) -> Option<Self> {
+        Self::from_suffix(key.strip_prefix(b"$.")?)
+    }
+
+    fn from_suffix(suffix: &[u8]) -> Option<Self> {
+        Some(match suffix {
+            b"mid" => Self::MessageId,
+            b"cid" => Self::CorrelationId,
+            b"uid" => Self::UserId,
+            b"ct" => Self::ContentType,
+            b"ce" => Self::ContentEncoding,
+            b"exp" => Self::ExpiryTimeUtc,
+            b"on" => Self::OutputName,
+            b"ifid" => Self::InterfaceId,
+            b"to" => Self::To,
+            b"ctime" => Self::CreationTimeUtc,
+            b"sub" => Self::ComponentName,
+            _ => return None,
+        })
     }
 
     const fn index(self) -> usize {
@@ -192,37 +205,36 @@ impl<'a> MessageProperties<'a> {
             application_count: 0,
             application_bytes: 0,
         };
-        for (index, pair) in pairs(raw).enumerate() {
+        for (index, pair) in Pairs::new(raw).enumerate() {
             if index == PROPERTY_COUNT_MAX {
                 return Err(Error::TooManyProperties {
-                    count: pairs(raw).count(),
+                    count: Pairs::new(raw).count(),
                     max: PROPERTY_COUNT_MAX,
                 });
             }
-            let (name, value) = split_pair(pair);
-            if name.is_empty() {
+            if pair.name.is_empty() {
                 return Err(Error::EmptyPropertyName);
             }
-            let name_bytes = decoded_len(name);
+            let name_bytes = decoded_len(pair.name, pair.name_escaped);
             if name_bytes > PROPERTY_NAME_BYTES_MAX {
                 return Err(Error::PropertyNameTooLong {
                     bytes: name_bytes,
                     max: PROPERTY_NAME_BYTES_MAX,
                 });
             }
-            let value_bytes = decoded_len(value);
+            let value_bytes = decoded_len(pair.value, pair.value_escaped);
             if value_bytes > PROPERTY_VALUE_BYTES_MAX {
                 return Err(Error::PropertyValueTooLong {
                     bytes: value_bytes,
                     max: PROPERTY_VALUE_BYTES_MAX,
                 });
             }
-            if let Some(property) = SystemProperty::from_encoded_key(name) {
+            if let Some(property) = SystemProperty::from_encoded_key(pair.name) {
                 let slot = &mut parsed.system[property.index()];
                 if slot.is_some() {
                     return Err(Error::DuplicateSystemProperty(property));
                 }
-                *slot = Some(decode(value));
+                *slot = Some(decode(pair.value, pair.value_escaped));
             } else {
                 parsed.application_count += 1;
                 parsed.application_bytes += name_bytes + value_bytes;
@@ -251,7 +263,7 @@ impl<'a> MessageProperties<'a> {
     /// The application properties, decoded, in the order they appeared.
     pub fn application(&self) -> ApplicationProperties<'a> {
         ApplicationProperties {
-            pairs: self.raw.split('&'),
+            pairs: Pairs::new(self.raw),
             remaining: self.application_count,
         }
     }
@@ -290,7 +302,7 @@ impl<'a> MessageProperties<'a> {
 /// The application properties of a [`MessageProperties`], decoded one at a time.
 #[derive(Debug, Clone)]
 pub struct ApplicationProperties<'a> {
-    pairs: std::str::Split<'a, char>,
+    pairs: Pairs<'a>,
     remaining: usize,
 }
 
@@ -301,11 +313,13 @@ impl<'a> Iterator for ApplicationProperties<'a> {
         if self.remaining == 0 {
             return None;
         }
-        for pair in self.pairs.by_ref().filter(|pair| !pair.is_empty()) {
-            let (name, value) = split_pair(pair);
-            if SystemProperty::from_encoded_key(name).is_none() {
+        for pair in self.pairs.by_ref() {
+            if SystemProperty::from_encoded_key(pair.name).is_none() {
                 self.remaining -= 1;
-                return Some((decode(name), decode(value)));
+                return Some((
+                    decode(pair.name, pair.name_escaped),
+                    decode(pair.value, pair.value_escaped),
+                ));
             }
         }
         unreachable!("parse counted more application properties than the bag holds")
@@ -318,25 +332,149 @@ impl<'a> Iterator for ApplicationProperties<'a> {
 
 impl ExactSizeIterator for ApplicationProperties<'_> {}
 
-fn pairs(raw: &str) -> impl Iterator<Item = &str> {
-    raw.split('&').filter(|pair| !pair.is_empty())
+/// One `name=value` of a bag; `name` alone has the empty value.
+#[derive(Debug, Clone, Copy)]
+struct Pair<'a> {
+    name: &'a str,
+    value: &'a str,
+    /// Whether `name` holds a `%`, so decoding it can skip the scan.
+    name_escaped: bool,
+    value_escaped: bool,
 }
 
-/// `name=value`, or `name` with the empty value.
-fn split_pair(pair: &str) -> (&str, &str) {
-    pair.split_once('=').unwrap_or((pair, ""))
+/// The non-empty pairs of a bag, found in one pass over its bytes.
+#[derive(Debug, Clone)]
+struct Pairs<'a> {
+    raw: &'a str,
+    at: usize,
 }
 
-fn decoded_len(encoded: &str) -> usize {
-    if encoded.contains('%') {
-        percent_decode_str(encoded).count()
+impl<'a> Pairs<'a> {
+    fn new(raw: &'a str) -> Self {
+        Self { raw, at: 0 }
+    }
+}
+
+impl<'a> Iterator for Pairs<'a> {
+    type Item = Pair<'a>;
+
+    fn next(&mut self) -> Option<Pair<'a>> {
+        let bytes = self.raw.as_bytes();
+        while self.at < bytes.len() {
+            let start = self.at;
+            let mut equals = None;
+            let mut name_escaped = false;
+            let mut value_escaped = false;
+            while let Some(&byte) = bytes.get(self.at) {
+                match byte {
+                    b'&' => break,
+                    b'=' if equals.is_none() => equals = Some(self.at),
+                    b'%' if equals.is_none() => name_escaped = true,
+                    b'%' => value_escaped = true,
+                    _ => {}
+                }
+                self.at += 1;
+            }
+            let end = self.at;
+            self.at += 1;
+            if start == end {
+                continue;
+            }
+            // '&' and '=' are ASCII, so every cut falls on a character boundary.
+            let (name, value) = match equals {
+                Some(equals) => (&self.raw[start..equals], &self.raw[equals + 1..end]),
+                None => (&self.raw[start..end], ""),
+            };
+            return Some(Pair {
+                name,
+                value,
+                name_escaped,
+                value_escaped,
+            });
+        }
+        None
+    }
+}
+
+/// The length of `encoded` once percent-decoded; `escaped` says whether it holds a `%`.
+fn decoded_len(encoded: &str, escaped: bool) -> usize {
+    if escaped {
+        Decoded::new(encoded.as_bytes()).count()
     } else {
         encoded.len()
     }
 }
 
-fn decode(encoded: &str) -> Cow<'_, str> {
-    percent_decode_str(encoded).decode_utf8_lossy()
+/// Escaped values common enough to decode without allocating: the SDK encodes the `/` of
+/// every content type.
+const WELL_KNOWN_VALUES: [(&str, &str); 4] = [
+    ("application%2Fjson", "application/json"),
+    ("text%2Fplain", "text/plain"),
+    ("application%2Foctet-stream", "application/octet-stream"),
+    ("application%2Fxml", "application/xml"),
+];
+
+/// Percent-decodes, borrowing when nothing is escaped (`escaped` says whether `encoded` holds
+/// a `%`). A `%` not followed by two hex digits stays as it is, and bytes that are not UTF-8
+/// become U+FFFD, as Python's `unquote` does.
+fn decode(encoded: &str, escaped: bool) -> Cow<'_, str> {
+    if !escaped {
+        return Cow::Borrowed(encoded);
+    }
+    if let Some((_, decoded)) = WELL_KNOWN_VALUES
+        .iter()
+        .find(|(known, _)| *known == encoded)
+    {
+        return Cow::Borrowed(decoded);
+    }
+    let bytes = encoded.as_bytes();
+    let mut decoded = Vec::with_capacity(bytes.len());
+    decoded.extend(Decoded::new(bytes));
+    if decoded.len() == bytes.len() {
+        // Only stray '%'s: nothing was decoded.
+        return Cow::Borrowed(encoded);
+    }
+    match String::from_utf8(decoded) {
+        Ok(decoded) => Cow::Owned(decoded),
+        Err(error) => Cow::Owned(String::from_utf8_lossy(error.as_bytes()).into_owned()),
+    }
+}
+
+/// The bytes of a percent-encoded string, decoded.
+struct Decoded<'a> {
+    bytes: &'a [u8],
+}
+
+impl<'a> Decoded<'a> {
+    fn new(bytes: &'a [u8]) -> Self {
+        Self { bytes }
+    }
+}
+
+impl Iterator for Decoded<'_> {
+    type Item = u8;
+
+    fn next(&mut self) -> Option<u8> {
+        let (&byte, rest) = self.bytes.split_first()?;
+        if byte == b'%'
+            && let [high, low, rest @ ..] = rest
+            && let (Some(high), Some(low)) = (hex_value(*high), hex_value(*low))
+        {
+            self.bytes = rest;
+            return Some(high << 4 | low);
+        }
+        self.bytes = rest;
+        Some(byte)
+    }
+}
+
+const fn hex_value(digit: u8) -> Option<u8> {
+    match digit {
+        b'0'..=b'9' => Some(digit - b'0'),
+        b'a'..=b'f' => Some(digit - b'a' + 10),
+        b'A'..=b'F' => Some(digit - b'A' + 10),
+        _ => None,
+    }
 }
 
 /// Appends `name=value` pairs to a topic, percent-encoding everything but ASCII letters,
@@ -520,7 +658,12 @@ mod tests {
 
     #[test]
     fn no_escapes_means_no_allocation() {
-        let properties = MessageProperties::parse("$.mid=m&$.ct=json&k=v").unwrap();
+        // The SDK's escaped content type is common enough to be decoded without allocating.
+        let properties = MessageProperties::parse("$.mid=m&%24.ct=application%2Fjson&k=v").unwrap();
+        assert!(matches!(
+            properties.system[SystemProperty::ContentType.index()],
+            Some(Cow::Borrowed("application/json"))
+        ));
         assert!(matches!(
             properties.system[SystemProperty::MessageId.index()],
             Some(Cow::Borrowed(_))
@@ -642,6 +785,28 @@ mod tests {
             let expected_bytes = system.iter().flatten().map(String::len).sum::<usize>()
                 + application.iter().map(|(n, v)| n.len() + v.len()).sum::<usize>();
             proptest::prop_assert_eq!(parsed.message_bytes(0), expected_bytes);
+        }
+
+        /// The decoder agrees with the `percent-encoding` crate on any input, escapes or not,
+        /// and borrows exactly when nothing decodes.
+        #[test]
+        fn decoding_agrees_with_percent_encoding(
+            raw in proptest::collection::vec(
+                proptest::sample::select(&["%", "%2", "%2F", "%e2%82%ac", "%FF", "%zz", "a", "é", "+", "&"][..]),
+                0..12,
+            ).prop_map(|pieces| pieces.concat()),
+        ) {
+            let expected = percent_encoding::percent_decode_str(&raw).decode_utf8_lossy();
+            let decoded = decode(&raw, raw.contains('%'));
+            proptest::prop_assert_eq!(&decoded, &expected);
+            proptest::prop_assert_eq!(
+                matches!(decoded, Cow::Borrowed(_)),
+                matches!(expected, Cow::Borrowed(_))
+            );
+            proptest::prop_assert_eq!(
+                decoded_len(&raw, raw.contains('%')),
+                percent_encoding::percent_decode_str(&raw).count()
+            );
         }
 
         /// Any text at all either parses or is refused with an error; it never panics, and
