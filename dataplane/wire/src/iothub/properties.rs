@@ -405,6 +405,12 @@ fn decoded_len(encoded: &str, escaped: bool) -> usize {
     }
 }
 
+/// Percent-decodes a name or value outside a property bag (a method or input name, a user
+/// name's query value), with the same rules as the bag.
+pub(crate) fn percent_decode(encoded: &str) -> Cow<'_, str> {
+    decode(encoded, encoded.contains('%'))
+}
+
 /// Escaped values common enough to decode without allocating: the SDK encodes the `/` of
 /// every content type.
 const WELL_KNOWN_VALUES: [(&str, &str); 4] = [

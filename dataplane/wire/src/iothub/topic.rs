@@ -30,8 +30,9 @@
 use std::borrow::Cow;
 use std::fmt::Write as _;
 
-use percent_encoding::{percent_decode_str, utf8_percent_encode};
+use percent_encoding::utf8_percent_encode;
 
+use super::properties::percent_decode;
 use super::{ClientId, Error, PropertyWriter};
 use crate::sas::QUOTE_SAFE_NOTHING;
 
@@ -251,7 +252,7 @@ impl<'a> DeliveryTopic<'a> {
                 .ok_or(invalid("a method request without /?$rid="))?;
             let rid = request_id(query).ok_or(invalid("a method request without $rid"))?;
             return Ok(Self::MethodRequest {
-                method: percent_decode_str(method).decode_utf8_lossy(),
+                method: percent_decode(method),
                 rid,
             });
         }
@@ -305,7 +306,7 @@ impl<'a> DeliveryTopic<'a> {
         Ok(Self::ModuleInput {
             device_id,
             module_id,
-            input: percent_decode_str(input).decode_utf8_lossy(),
+            input: percent_decode(input),
             properties,
         })
     }

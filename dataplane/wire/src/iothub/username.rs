@@ -6,9 +6,8 @@
 
 use std::borrow::Cow;
 
-use percent_encoding::percent_decode_str;
-
 use super::Error;
+use super::properties::percent_decode;
 
 /// A parsed CONNECT user name.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -70,7 +69,7 @@ impl<'a> Username<'a> {
                 "model-id" => &mut parsed.model_id,
                 _ => continue,
             };
-            *slot = Some(percent_decode_str(value).decode_utf8_lossy());
+            *slot = Some(percent_decode(value));
         }
         Ok(parsed)
     }

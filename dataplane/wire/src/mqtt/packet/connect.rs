@@ -16,7 +16,7 @@
 
 use bytes::Bytes;
 
-use super::{from_mqttbytes, read_u16};
+use super::{from_mqttbytes, from_mqttbytes_qos, read_u16, to_mqttbytes};
 use crate::mqtt::codec::FixedHeader;
 use crate::mqtt::{Error, PacketType, QoS};
 
@@ -57,12 +57,7 @@ const FLAG_RESERVED: u8 = 0x01;
 
 pub(crate) fn decode(header: &FixedHeader, frame: Bytes) -> Result<Connect, Error> {
     check_protocol(&frame[header.header_bytes..])?;
-    let fixed_header = mqttbytes::FixedHeader::new(
-        header.byte1,
-        header.header_bytes - 1,
-        header.remaining_bytes,
-    );
-    let packet = mqttbytes::v4::Connect::read(fixed_header, frame)
+    let packet = mqttbytes::v4::Connect::read(to_mqttbytes(header), frame)
         .map_err(|error| from_mqttbytes(PacketType::Connect, error))?;
     let (username, password) = match packet.login {
         Some(login) => (non_empty(login.username), non_empty(login.password)),
@@ -77,11 +72,7 @@ pub(crate) fn decode(header: &FixedHeader, frame: Bytes) -> Result<Connect, Erro
         will: packet.last_will.map(|will| Will {
             topic: will.topic,
             message: will.message,
-            qos: match will.qos {
-                mqttbytes::QoS::AtMostOnce => QoS::AtMostOnce,
-                mqttbytes::QoS::AtLeastOnce => QoS::AtLeastOnce,
-                mqttbytes::QoS::ExactlyOnce => QoS::ExactlyOnce,
-            },
+            qos: from_mqttbytes_qos(will.qos),
             retain: will.retain,
         }),
     })

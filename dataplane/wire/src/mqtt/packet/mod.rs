@@ -11,7 +11,25 @@ pub(crate) mod subscribe;
 pub(crate) mod unsuback;
 pub(crate) mod unsubscribe;
 
-use super::{Error, PacketType};
+use super::codec::FixedHeader;
+use super::{Error, PacketType, QoS};
+
+/// The same fixed header, as mqttbytes' decoders take it.
+pub(crate) fn to_mqttbytes(header: &FixedHeader) -> mqttbytes::FixedHeader {
+    mqttbytes::FixedHeader::new(
+        header.byte1,
+        header.header_bytes - 1,
+        header.remaining_bytes,
+    )
+}
+
+pub(crate) const fn from_mqttbytes_qos(qos: mqttbytes::QoS) -> QoS {
+    match qos {
+        mqttbytes::QoS::AtMostOnce => QoS::AtMostOnce,
+        mqttbytes::QoS::AtLeastOnce => QoS::AtLeastOnce,
+        mqttbytes::QoS::ExactlyOnce => QoS::ExactlyOnce,
+    }
+}
 
 /// Turns an mqttbytes failure into ours, keeping the reason a person can act on.
 pub(crate) fn from_mqttbytes(packet_type: PacketType, error: mqttbytes::Error) -> Error {

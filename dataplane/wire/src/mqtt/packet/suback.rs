@@ -9,7 +9,7 @@
 
 use bytes::BufMut;
 
-use crate::mqtt::codec::{REMAINING_BYTES_LIMIT, put_fixed_header};
+use crate::mqtt::codec::{REMAINING_BYTES_LIMIT, put_fixed_header, remaining_length_bytes};
 use crate::mqtt::{Error, PacketId, QoS};
 
 /// The answer to one filter of a SUBSCRIBE.
@@ -56,7 +56,7 @@ impl SubAck<'_> {
         for code in self.return_codes {
             out.put_u8(code.to_byte());
         }
-        Ok(1 + super::super::codec::remaining_length_bytes(remaining_bytes) + remaining_bytes)
+        Ok(1 + remaining_length_bytes(remaining_bytes) + remaining_bytes)
     }
 }
 

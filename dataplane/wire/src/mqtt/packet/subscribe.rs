@@ -9,7 +9,7 @@
 
 use bytes::Bytes;
 
-use super::from_mqttbytes;
+use super::{from_mqttbytes, from_mqttbytes_qos, to_mqttbytes};
 use crate::mqtt::codec::FixedHeader;
 use crate::mqtt::{Error, PacketId, PacketType, QoS};
 
@@ -32,12 +32,7 @@ pub struct SubscribeFilter {
 }
 
 pub(crate) fn decode(header: &FixedHeader, frame: Bytes) -> Result<Subscribe, Error> {
-    let fixed_header = mqttbytes::FixedHeader::new(
-        header.byte1,
-        header.header_bytes - 1,
-        header.remaining_bytes,
-    );
-    let packet = mqttbytes::v4::Subscribe::read(fixed_header, frame)
+    let packet = mqttbytes::v4::Subscribe::read(to_mqttbytes(header), frame)
         .map_err(|error| from_mqttbytes(PacketType::Subscribe, error))?;
     let pkid = PacketId::new(packet.pkid).ok_or(Error::Malformed {
         packet_type: PacketType::Subscribe,
@@ -54,11 +49,7 @@ pub(crate) fn decode(header: &FixedHeader, frame: Bytes) -> Result<Subscribe, Er
         .into_iter()
         .map(|filter| SubscribeFilter {
             filter: filter.path,
-            qos: match filter.qos {
-                mqttbytes::QoS::AtMostOnce => QoS::AtMostOnce,
-                mqttbytes::QoS::AtLeastOnce => QoS::AtLeastOnce,
-                mqttbytes::QoS::ExactlyOnce => QoS::ExactlyOnce,
-            },
+            qos: from_mqttbytes_qos(filter.qos),
         })
         .collect();
     Ok(Subscribe { pkid, filters })

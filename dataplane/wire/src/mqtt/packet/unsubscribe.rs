@@ -9,7 +9,7 @@
 
 use bytes::Bytes;
 
-use super::from_mqttbytes;
+use super::{from_mqttbytes, to_mqttbytes};
 use crate::mqtt::codec::FixedHeader;
 use crate::mqtt::{Error, PacketId, PacketType};
 
@@ -23,12 +23,7 @@ pub struct Unsubscribe {
 }
 
 pub(crate) fn decode(header: &FixedHeader, frame: Bytes) -> Result<Unsubscribe, Error> {
-    let fixed_header = mqttbytes::FixedHeader::new(
-        header.byte1,
-        header.header_bytes - 1,
-        header.remaining_bytes,
-    );
-    let packet = mqttbytes::v4::Unsubscribe::read(fixed_header, frame)
+    let packet = mqttbytes::v4::Unsubscribe::read(to_mqttbytes(header), frame)
         .map_err(|error| from_mqttbytes(PacketType::Unsubscribe, error))?;
     let pkid = PacketId::new(packet.pkid).ok_or(Error::Malformed {
         packet_type: PacketType::Unsubscribe,
