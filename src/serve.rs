@@ -99,6 +99,8 @@ pub fn serve(config: &Config) -> anyhow::Result<()> {
         hub_name: config.hub.name.clone(),
         partition_count: config.hub.partition_count,
         accepted_hosts: host_names,
+        event_hub_endpoint: format!("sb://{}/", config.server.hostname),
+        retention_days: config.log.retention_hours.div_ceil(24),
     })?;
     if control.hub.partition_count != config.hub.partition_count {
         tracing::warn!(
@@ -158,8 +160,8 @@ pub fn serve(config: &Config) -> anyhow::Result<()> {
         anyhow::Ok(())
     })?;
     data_plane.stop();
-    // The data plane's report senders are gone: the sink drains what they sent and ends.
-    let _ = report_sink.join();
+    // The shards sent their last reports before they stopped; the sink applies them and ends.
+    report_sink.stop();
     let _ = std::fs::remove_file(&endpoints_path);
     Ok(())
 }

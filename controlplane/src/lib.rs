@@ -36,6 +36,10 @@ pub struct ControlPlaneConfig {
     pub partition_count: u32,
     /// Names clients may address the hub by; the first is the canonical host name.
     pub accepted_hosts: Vec<String>,
+    /// The Event Hubs-compatible endpoint as clients dial it, `sb://{host}/`.
+    pub event_hub_endpoint: String,
+    /// Retention of the built-in endpoint, in days.
+    pub retention_days: u32,
 }
 
 /// Why the control plane could not start.
@@ -95,6 +99,7 @@ impl ControlPlane {
                 partition_count: config.partition_count,
                 created_ms: now_ms(),
                 policies: default_policies(registry::keys::new_key),
+                consumer_groups: registry::hub::default_consumer_groups(),
             };
             store.create_hub(&hub)?;
             hub
@@ -106,6 +111,9 @@ impl ControlPlane {
             hub: RwLock::new(Arc::new(hub.clone())),
             accepted_hosts: config.accepted_hosts.clone(),
             publisher: Arc::clone(&publisher),
+            hub_writes: std::sync::Mutex::new(()),
+            event_hub_endpoint: config.event_hub_endpoint.clone(),
+            retention_days: config.retention_days,
         });
         Ok(Self {
             store,

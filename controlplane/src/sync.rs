@@ -22,9 +22,6 @@ use crate::registry::hub::HubRecord;
 use crate::registry::model::{Authentication, DeviceRecord, ModuleRecord, Status};
 use crate::store::{RuntimeUpdate, Store, StoreResult};
 
-/// The consumer group every Event Hubs-compatible endpoint has.
-pub const DEFAULT_CONSUMER_GROUP: &str = "$Default";
-
 struct State {
     version: u64,
     hub: HubRecord,
@@ -112,7 +109,7 @@ impl State {
             partition_count: self.hub.partition_count,
             identities: self.identities.values().cloned().collect(),
             policies: policy_grants(&self.hub),
-            consumer_groups: vec![DEFAULT_CONSUMER_GROUP.to_owned()],
+            consumer_groups: self.hub.consumer_groups.clone(),
         }
     }
 
@@ -222,6 +219,21 @@ impl Publisher {
         Ok(())
     }
 
+    /// Publishes a hub's new consumer groups after a write.
+    pub fn set_consumer_groups(&self, groups: Vec<String>) {
+        let mut state = self.lock();
+        if state.hub.consumer_groups == groups {
+            return;
+        }
+        state.version += 1;
+        state.hub.consumer_groups.clone_from(&groups);
+        let message = ControlMessage::ConsumerGroups {
+            version: state.version,
+            groups,
+        };
+        state.broadcast(&message);
+    }
+
     /// Publishes the stored state of one module after a write.
     pub fn refresh_module(&self, device_id: &str, module_id: &str) -> StoreResult<()> {
         let mut state = self.lock();
@@ -241,23 +253,55 @@ impl Publisher {
     }
 }
 
-/// Applies data-plane reports to the store on a thread of its own until every sender is gone.
+/// The thread that applies data-plane reports to the store.
+#[derive(Debug)]
+pub struct ReportSink {
+    stop: Arc<std::sync::atomic::AtomicBool>,
+    thread: std::thread::JoinHandle<()>,
+}
+
+impl ReportSink {
+    /// Applies what is still queued, then ends the thread.
+    pub fn stop(self) {
+        self.stop.store(true, std::sync::atomic::Ordering::Release);
+        let _ = self.thread.join();
+    }
+}
+
+/// How often the sink looks for a stop request while no report arrives.
+const REPORT_SINK_POLL: std::time::Duration = std::time::Duration::from_millis(100);
+
+/// Applies data-plane reports to the store on a thread of its own, until stopped (or every
+/// sender is gone).
 pub fn spawn_report_sink(
     store: Arc<dyn Store>,
     hub: String,
     reports: Receiver<DataplaneReport>,
-) -> std::io::Result<std::thread::JoinHandle<()>> {
-    std::thread::Builder::new()
+) -> std::io::Result<ReportSink> {
+    let stop = Arc::new(std::sync::atomic::AtomicBool::new(false));
+    let stopping = Arc::clone(&stop);
+    let thread = std::thread::Builder::new()
         .name("report-sink".into())
         .spawn(move || {
-            for report in reports {
-                let DataplaneReport::Connections(events) = report;
-                let updates: Vec<RuntimeUpdate> = events.iter().map(runtime_update).collect();
-                if let Err(error) = store.record_runtime(&hub, &updates) {
-                    tracing::warn!(%error, "could not record connection states");
+            loop {
+                match reports.recv_timeout(REPORT_SINK_POLL) {
+                    Ok(DataplaneReport::Connections(events)) => {
+                        let updates: Vec<RuntimeUpdate> =
+                            events.iter().map(runtime_update).collect();
+                        if let Err(error) = store.record_runtime(&hub, &updates) {
+                            tracing::warn!(%error, "could not record connection states");
+                        }
+                    }
+                    Err(crossbeam_channel::RecvTimeoutError::Timeout) => {
+                        if stopping.load(std::sync::atomic::Ordering::Acquire) {
+                            return;
+                        }
+                    }
+                    Err(crossbeam_channel::RecvTimeoutError::Disconnected) => return,
                 }
             }
-        })
+        })?;
+    Ok(ReportSink { stop, thread })
 }
 
 fn runtime_update(event: &ConnectionEvent) -> RuntimeUpdate {

@@ -107,6 +107,13 @@ pub enum ControlMessage {
         /// Who. A device key removes its modules too.
         key: IdentityKey,
     },
+    /// The built-in endpoint's consumer groups changed; the full list follows.
+    ConsumerGroups {
+        /// Version of this change.
+        version: u64,
+        /// Every consumer group (always holds `$Default`).
+        groups: Vec<String>,
+    },
 }
 
 impl ControlMessage {
@@ -114,7 +121,9 @@ impl ControlMessage {
     pub fn version(&self) -> u64 {
         match self {
             Self::Snapshot(snapshot) => snapshot.version,
-            Self::UpsertIdentity { version, .. } | Self::RemoveIdentity { version, .. } => *version,
+            Self::UpsertIdentity { version, .. }
+            | Self::RemoveIdentity { version, .. }
+            | Self::ConsumerGroups { version, .. } => *version,
         }
     }
 }

@@ -281,3 +281,29 @@ def test_concurrent_creates_of_one_id_let_exactly_one_win(shoal, registry):
     with concurrent.futures.ThreadPoolExecutor(8) as pool:
         results = list(pool.map(create, range(8)))
     assert sorted(results) == [200] + [409] * 7
+
+
+def test_consumer_groups_of_the_built_in_endpoint(shoal, registry):
+    token = registry.protocol.config.credentials.signed_session().headers["Authorization"]
+    base = f"{shoal.endpoints['rest_base_url']}/eventHubEndpoints/events"
+    headers = {"Authorization": token}
+    query = "?api-version=2021-04-12"
+    properties = requests.get(base + query, headers=headers).json()
+    assert properties["path"] == shoal.endpoints["hub_name"]
+    assert properties["partitionIds"] == ["0", "1", "2", "3"]
+    assert properties["consumerGroups"] == ["$Default"]
+    assert properties["connectionString"].startswith("Endpoint=sb://localhost/;SharedAccessKeyName=service;")
+    assert properties["connectionString"].endswith(f";EntityPath={shoal.endpoints['hub_name']}")
+
+    assert requests.put(f"{base}/consumerGroups/analytics{query}", headers=headers).status_code == 200
+    assert requests.put(f"{base}/consumerGroups/analytics{query}", headers=headers).status_code == 200
+    names = [group["name"] for group in requests.get(f"{base}/consumerGroups{query}", headers=headers).json()]
+    assert names == ["$Default", "analytics"]
+    assert requests.put(f"{base}/consumerGroups/bad%20name{query}", headers=headers).status_code == 400
+    assert requests.delete(f"{base}/consumerGroups/$Default{query}", headers=headers).status_code == 400
+    assert requests.delete(f"{base}/consumerGroups/analytics{query}", headers=headers).status_code == 204
+    assert requests.delete(f"{base}/consumerGroups/analytics{query}", headers=headers).status_code == 404
+
+    reader = IoTHubRegistryManager.from_connection_string(shoal.policy_connection_string("registryRead"))
+    weak = {"Authorization": reader.protocol.config.credentials.signed_session().headers["Authorization"]}
+    assert requests.put(f"{base}/consumerGroups/nope{query}", headers=weak).status_code == 401

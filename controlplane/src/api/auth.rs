@@ -113,6 +113,7 @@ mod tests {
                 counter += 1;
                 base64::Engine::encode(&base64::engine::general_purpose::STANDARD, [counter; 32])
             }),
+            consumer_groups: crate::registry::hub::default_consumer_groups(),
         }
     }
 

@@ -5,6 +5,7 @@
 //! the change to the data plane. A request either applies whole or changes nothing.
 
 pub mod auth;
+mod endpoints;
 pub mod error;
 mod identities;
 mod statistics;
@@ -35,6 +36,12 @@ pub struct ApiState {
     pub accepted_hosts: Vec<String>,
     /// Publishes identity changes to the data plane.
     pub publisher: Arc<Publisher>,
+    /// Serialises changes to the hub record (read, modify, store, publish).
+    pub hub_writes: std::sync::Mutex<()>,
+    /// The Event Hubs-compatible endpoint, `sb://{host}/`.
+    pub event_hub_endpoint: String,
+    /// Retention of the built-in endpoint, in days, as configured.
+    pub retention_days: u32,
 }
 
 impl std::fmt::Debug for ApiState {
@@ -50,6 +57,32 @@ impl ApiState {
             .read()
             .unwrap_or_else(std::sync::PoisonError::into_inner)
             .clone()
+    }
+
+    /// Changes the hub record under `change` (which returns whether it changed anything),
+    /// stores it, and publishes the consumer groups; returns `change`'s answer.
+    pub fn update_hub(
+        &self,
+        change: impl FnOnce(&mut HubRecord) -> Result<bool, ApiError>,
+    ) -> Result<bool, ApiError> {
+        let _serialised = self
+            .hub_writes
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner);
+        let mut hub = (*self.hub()).clone();
+        if !change(&mut hub)? {
+            return Ok(false);
+        }
+        self.store
+            .update_hub(&hub)
+            .map_err(|error| ApiError::server(&error))?;
+        self.publisher
+            .set_consumer_groups(hub.consumer_groups.clone());
+        *self
+            .hub
+            .write()
+            .unwrap_or_else(std::sync::PoisonError::into_inner) = Arc::new(hub);
+        Ok(true)
     }
 
     /// Authorizes a request for `permission`.
@@ -82,16 +115,37 @@ pub fn now_secs() -> u64 {
         .map_or(0, |elapsed| elapsed.as_secs())
 }
 
+/// A body this much over the limit is not drained: the connection is closed instead.
+const BODY_DRAIN_BYTES_MAX: usize = 64 << 20;
+
 /// Reads a JSON body of at most [`BODY_BYTES_MAX`] bytes.
+///
+/// A larger body is read to its end (and dropped, up to [`BODY_DRAIN_BYTES_MAX`]) before the
+/// 413 goes out: a client still sending would otherwise see the connection reset instead of
+/// the answer.
 pub async fn json_body<T: DeserializeOwned>(body: Body) -> Result<T, ApiError> {
-    let bytes = axum::body::to_bytes(body, BODY_BYTES_MAX)
-        .await
-        .map_err(|_| {
-            ApiError::new(
-                ErrorCode::RequestEntityTooLarge,
-                format!("The request body is larger than {BODY_BYTES_MAX} bytes."),
-            )
-        })?;
+    use http_body_util::BodyExt as _;
+    let mut body = body;
+    let mut bytes = Vec::new();
+    let mut seen = 0usize;
+    while let Some(frame) = body.frame().await {
+        let frame = frame
+            .map_err(|error| ApiError::invalid(format!("Reading the body failed: {error}.")))?;
+        if let Some(data) = frame.data_ref() {
+            seen += data.len();
+            if seen <= BODY_BYTES_MAX {
+                bytes.extend_from_slice(data);
+            } else if seen > BODY_DRAIN_BYTES_MAX {
+                break;
+            }
+        }
+    }
+    if seen > BODY_BYTES_MAX {
+        return Err(ApiError::new(
+            ErrorCode::RequestEntityTooLarge,
+            format!("The request body is larger than {BODY_BYTES_MAX} bytes."),
+        ));
+    }
     if bytes.is_empty() {
         return Err(ApiError::invalid("The request needs a JSON body."));
     }
@@ -144,6 +198,16 @@ pub fn router(state: Arc<ApiState>) -> Router {
             get(identities::get_module)
                 .put(identities::put_module)
                 .delete(identities::delete_module),
+        )
+        .route("/eventHubEndpoints/events", get(endpoints::properties))
+        .route(
+            "/eventHubEndpoints/events/consumerGroups",
+            get(endpoints::list_consumer_groups),
+        )
+        .route(
+            "/eventHubEndpoints/events/consumerGroups/{name}",
+            axum::routing::put(endpoints::put_consumer_group)
+                .delete(endpoints::delete_consumer_group),
         )
         .route("/statistics/devices", get(statistics::devices))
         .route("/statistics/service", get(statistics::service))

@@ -82,6 +82,35 @@ pub struct HubRecord {
     pub created_ms: i64,
     /// Shared access policies.
     pub policies: Vec<Policy>,
+    /// Consumer groups of the built-in `events` endpoint; always holds `$Default`.
+    #[serde(default = "default_consumer_groups")]
+    pub consumer_groups: Vec<String>,
+}
+
+/// The consumer group every Event Hubs-compatible endpoint has.
+pub const DEFAULT_CONSUMER_GROUP: &str = "$Default";
+
+/// Consumer groups a hub may have (IoT Hub allows 20 on its standard tiers).
+pub const CONSUMER_GROUPS_MAX: usize = 32;
+
+/// The consumer groups of a new hub.
+pub fn default_consumer_groups() -> Vec<String> {
+    vec![DEFAULT_CONSUMER_GROUP.to_owned()]
+}
+
+/// Checks a consumer group name: 1 to 50 letters, digits, `.`, `-` or `_`, as Event Hubs.
+pub fn validate_consumer_group(name: &str) -> Result<(), String> {
+    let valid = (1..=50).contains(&name.len())
+        && name
+            .chars()
+            .all(|c| c.is_ascii_alphanumeric() || matches!(c, '.' | '-' | '_'));
+    if valid {
+        Ok(())
+    } else {
+        Err(format!(
+            "A consumer group name has 1 to 50 letters, digits, '.', '-' or '_'; got {name:?}."
+        ))
+    }
 }
 
 impl HubRecord {

@@ -76,6 +76,8 @@ pub trait Store: Send + Sync + 'static {
     fn hub(&self, name: &str) -> StoreResult<Option<HubRecord>>;
     /// Creates a hub; fails with `AlreadyExists` if it is there.
     fn create_hub(&self, hub: &HubRecord) -> StoreResult<()>;
+    /// Replaces a hub's record (policies, consumer groups); `NotFound` if it is not there.
+    fn update_hub(&self, hub: &HubRecord) -> StoreResult<()>;
 
     /// Reads one device with its runtime state.
     fn device(

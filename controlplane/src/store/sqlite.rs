@@ -200,6 +200,22 @@ impl Store for SqliteStore {
         })
     }
 
+    fn update_hub(&self, hub: &HubRecord) -> StoreResult<()> {
+        let doc = to_json(hub)?;
+        self.write(|tx| {
+            let updated = tx
+                .execute(
+                    "UPDATE hubs SET doc = ?2 WHERE name = ?1",
+                    params![hub.name, doc],
+                )
+                .map_err(backend)?;
+            if updated == 0 {
+                return Err(StoreError::NotFound);
+            }
+            Ok(())
+        })
+    }
+
     fn device(
         &self,
         hub: &str,

@@ -31,6 +31,9 @@ pub use shard::pool::{DataPlane, ShardListeners, StartError};
 pub fn bind_listeners(
     config: &DataPlaneConfig,
 ) -> Result<Vec<ShardListeners>, (std::net::SocketAddr, std::io::Error)> {
+    for listener in &config.mqtt {
+        listener::check_port_free(listener.address).map_err(|error| (listener.address, error))?;
+    }
     let mut shards = Vec::with_capacity(config.shard_count);
     for _ in 0..config.shard_count {
         let mut mqtt = Vec::with_capacity(config.mqtt.len());

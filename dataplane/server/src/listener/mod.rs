@@ -15,6 +15,15 @@ use crate::shard::Shard;
 /// Listen backlog: connect storms queue here rather than being refused.
 const BACKLOG: i32 = 4096;
 
+/// Fails with `AddrInUse` if anything listens on `address`, whatever its socket options.
+///
+/// Needed because two processes of the same user can both bind a port with `SO_REUSEPORT`,
+/// and the kernel would then split connections between them; a bind without the option
+/// fails while any socket holds the port.
+pub fn check_port_free(address: SocketAddr) -> std::io::Result<()> {
+    std::net::TcpListener::bind(address).map(drop)
+}
+
 /// Creates a listening socket with `SO_REUSEPORT`, so every shard can bind its own.
 pub fn bind_reuseport(address: SocketAddr) -> std::io::Result<OwnedFd> {
     let domain = if address.is_ipv6() {

@@ -101,6 +101,13 @@ impl IdentityCache {
                     revoked: self.remove(key),
                 }
             }
+            ControlMessage::ConsumerGroups { version, groups } => {
+                if *version > self.version {
+                    self.version = *version;
+                    self.consumer_groups.clone_from(groups);
+                }
+                Applied::default()
+            }
         }
     }
 
