@@ -24,6 +24,7 @@
 //!   every result.
 
 pub mod clock;
+pub mod compare;
 pub mod consumer;
 pub mod driver;
 pub mod floor;

@@ -37,6 +37,21 @@ enum Command {
     Run(Box<RunArgs>),
     /// Serve the do-nothing MQTT broker.
     FloorBroker(FloorArgs),
+    /// Print the side-by-side table of JSON reports (what compare.sh shows).
+    CompareTable(CompareArgs),
+}
+
+#[derive(Debug, Args)]
+struct CompareArgs {
+    /// The title line.
+    #[arg(long, default_value = "comparison")]
+    title: String,
+    /// The row the ratios are computed from.
+    #[arg(long, default_value = "shoal")]
+    baseline: String,
+    /// `label=report.json` or `label=!reason` (a run that failed), in row order.
+    #[arg(required = true)]
+    rows: Vec<String>,
 }
 
 #[derive(Debug, Default, Args)]
@@ -404,6 +419,32 @@ fn floor_broker(args: &FloorArgs) -> anyhow::Result<()> {
     Ok(())
 }
 
+fn compare_table(args: &CompareArgs) -> anyhow::Result<()> {
+    let mut rows = Vec::new();
+    for spec in &args.rows {
+        let (label, what) = spec
+            .split_once('=')
+            .ok_or_else(|| anyhow!("'{spec}' is not label=report.json or label=!reason"))?;
+        let row = if let Some(reason) = what.strip_prefix('!') {
+            Err(reason.to_owned())
+        } else {
+            std::fs::read_to_string(what)
+                .map_err(|e| format!("{what}: {e}"))
+                .and_then(|text| serde_json::from_str(&text).map_err(|e| format!("{what}: {e}")))
+                .and_then(|json| {
+                    perf::compare::Row::from_report(label, &json)
+                        .ok_or_else(|| format!("{what}: not a shoal-perf report"))
+                })
+        };
+        rows.push((label.to_owned(), row));
+    }
+    print!(
+        "{}",
+        perf::compare::table(&args.title, &rows, &args.baseline)
+    );
+    Ok(())
+}
+
 fn main() {
     let cli = Cli::parse();
     let result = match &cli.command {
@@ -411,6 +452,7 @@ fn main() {
         Some(Command::Canonical(args)) => canonical(args),
         Some(Command::Run(args)) => run(args),
         Some(Command::FloorBroker(args)) => floor_broker(args),
+        Some(Command::CompareTable(args)) => compare_table(args),
     };
     if let Err(error) = result {
         eprintln!("error: {error:#}");

@@ -201,7 +201,7 @@ pub fn execute(scenario: &Scenario) -> anyhow::Result<Finished> {
             key: c.key.clone(),
         };
         let params = (0..c.partitions)
-            .map(|pid| ReceiverParams::for_partition(&hub, pid, expiry, c.credit))
+            .map(|pid| ReceiverParams::for_partition(&hub, pid, &c.start, expiry, c.credit))
             .collect();
         let tls = if c.tls {
             let ca = scenario

@@ -358,6 +358,9 @@ pub struct Consumer {
     pub consumer_group: String,
     /// Link credit granted per partition.
     pub credit: u32,
+    /// Where each receiver starts: `@latest` (only what is published after it attached,
+    /// the default) or `-1` (everything retained).
+    pub start: String,
 }
 
 impl Default for Consumer {
@@ -374,6 +377,7 @@ impl Default for Consumer {
             audience_host: String::new(),
             consumer_group: "$Default".into(),
             credit: 1000,
+            start: "@latest".into(),
         }
     }
 }

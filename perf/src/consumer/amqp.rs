@@ -90,8 +90,15 @@ pub struct EventHub {
 }
 
 impl ReceiverParams {
-    /// The parameters for one partition of `hub`, with a token valid until `expiry_secs`.
-    pub fn for_partition(hub: &EventHub, partition: u32, expiry_secs: u64, credit: u32) -> Self {
+    /// The parameters for one partition of `hub`, with a token valid until `expiry_secs`,
+    /// reading events after `offset` (`@latest`: only new ones; `-1`: from the start).
+    pub fn for_partition(
+        hub: &EventHub,
+        partition: u32,
+        offset: &str,
+        expiry_secs: u64,
+        credit: u32,
+    ) -> Self {
         let audience = format!(
             "sb://{}/{}/consumergroups/{}",
             hub.audience_host, hub.hub, hub.consumer_group
@@ -111,7 +118,7 @@ impl ReceiverParams {
                 "amqps://{}/{}/ConsumerGroups/{}/Partitions/{partition}",
                 hub.host, hub.hub, hub.consumer_group
             ),
-            selector: "amqp.annotation.x-opt-offset > '@latest'".into(),
+            selector: format!("amqp.annotation.x-opt-offset > '{offset}'"),
             credit,
             container_id: format!("shoal-perf-partition{partition}"),
         }
@@ -801,7 +808,7 @@ mod tests {
             policy: "iothubowner".into(),
             key: "a2V5".into(),
         };
-        ReceiverParams::for_partition(&hub, 3, 1_700_000_000, 10)
+        ReceiverParams::for_partition(&hub, 3, "@latest", 1_700_000_000, 10)
     }
 
     #[test]
