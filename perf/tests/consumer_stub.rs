@@ -86,6 +86,7 @@ fn consumer_reads_every_partition_of_the_eventhub_stub() {
     }
     let results = consumer.finish(0, Duration::from_millis(100));
     let _ = stub.kill();
+    let _ = stub.wait();
     attached.expect("every partition attached");
     for r in &results {
         assert_eq!(r.error, None, "partition {}", r.partition);
