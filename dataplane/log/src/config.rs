@@ -78,6 +78,12 @@ pub struct PartitionConfig {
     /// Pre-fault each new segment while preparing it, so that the append path never touches a
     /// cold page. Off only for tests and fuzzing where segments are tiny and short-lived.
     pub prefault: bool,
+    /// Write zeros over each new segment (and sync them) while preparing it, instead of only
+    /// reserving the blocks with `fallocate`. On ext4 and XFS a write into a fallocated
+    /// ("unwritten") extent makes the next `fdatasync` also commit the extent conversion to the
+    /// journal; into zeroed blocks it is a plain overwrite. Costs one extra write of every
+    /// segment, off the append path. See `DECISIONS.md` for the measurements.
+    pub zero_fill: bool,
 }
 
 impl Default for PartitionConfig {
@@ -90,6 +96,7 @@ impl Default for PartitionConfig {
             retention_ms: Some(86_400_000),
             retention_bytes: None,
             prefault: true,
+            zero_fill: true,
         }
     }
 }

@@ -46,6 +46,7 @@ fn config(write_path: WritePath) -> PartitionConfig {
         retention_ms: None,
         retention_bytes: None,
         prefault: false,
+        zero_fill: false,
     }
 }
 

@@ -47,7 +47,7 @@ use crate::error::{self, Error, Result};
 use crate::reader::{
     CommittedPosition, LastRecord, PartitionReader, Position, PositionCell, Shared,
 };
-use crate::record::{self, RecordInput};
+use crate::record::{self, RecordInput, RecordPlace};
 use crate::recovery::{self, RecoveryReport};
 use crate::segment::{self, PreparedSegment, Segment, SegmentPrep, SegmentWriter, WriterState};
 use crate::{Offset, PartitionId, SequenceNumber};
@@ -600,6 +600,8 @@ impl Partition {
             index_interval_bytes: self.config.index_interval_bytes,
             write_path: self.config.write_path,
             prefault: self.config.prefault,
+            sync_after_prefault: self.config.ack == AckMode::Durable,
+            zero_fill: self.config.zero_fill,
         }
     }
 
@@ -815,6 +817,7 @@ impl Partition {
     }
 
     /// Data position of the written end in the active segment.
+    #[cfg(any(test, feature = "fuzzing"))]
     pub(crate) fn active_position(&self) -> u32 {
         self.writer.position()
     }
@@ -834,6 +837,8 @@ struct BatchPlan {
 }
 
 /// Encodes `records` back to back into `out` (exactly the batch size), recording offsets.
+/// Records are encoded three at a time and their CRCs computed together (see
+/// [`record::seal_crc32c_x3`]) while their bytes are still in the cache.
 fn encode_batch(
     records: &[RecordInput<'_>],
     body_sizes: &[u32],
@@ -842,22 +847,34 @@ fn encode_batch(
     offsets: &mut Vec<Offset>,
 ) {
     assert!(records.len() == body_sizes.len(), "one size per record");
+    assert!(offsets.is_empty(), "offsets of this batch only");
     let mut at = 0usize;
-    for (i, (input, body_bytes)) in records.iter().zip(body_sizes).enumerate() {
-        let body_bytes = *body_bytes as usize;
-        let len = record::record_bytes(body_bytes);
-        let offset = Offset(plan.first_offset + at as u64);
-        let sequence = SequenceNumber(plan.first_sequence + i as u64);
-        record::encode_record(
-            input,
-            body_bytes,
-            sequence,
-            offset,
-            plan.enqueued_ms,
-            &mut out[at..at + len],
-        );
-        offsets.push(offset);
-        at += len;
+    for (group, (inputs, sizes)) in records.chunks(3).zip(body_sizes.chunks(3)).enumerate() {
+        let mut lengths = [0usize; 3];
+        for (i, (input, body_bytes)) in inputs.iter().zip(sizes).enumerate() {
+            let body_bytes = *body_bytes as usize;
+            let len = record::record_bytes(body_bytes);
+            let place = RecordPlace {
+                sequence: SequenceNumber(plan.first_sequence + (group * 3 + i) as u64),
+                offset: Offset(plan.first_offset + (at as u64)),
+                enqueued_ms: plan.enqueued_ms,
+            };
+            record::encode_record_unsealed(input, body_bytes, place, &mut out[at..at + len]);
+            offsets.push(place.offset);
+            lengths[i] = len;
+            at += len;
+        }
+        let start = at - lengths.iter().sum::<usize>();
+        let (first, rest) = out[start..at].split_at_mut(lengths[0]);
+        if inputs.len() == 3 {
+            let (second, third) = rest.split_at_mut(lengths[1]);
+            record::seal_crc32c_x3(first, second, third);
+        } else {
+            record::seal_crc32c(first);
+            if inputs.len() == 2 {
+                record::seal_crc32c(rest);
+            }
+        }
     }
     assert!(at == out.len(), "the batch fills its buffer exactly");
 }
@@ -878,6 +895,8 @@ fn create_segment(
         index_interval_bytes: config.index_interval_bytes,
         write_path: config.write_path,
         prefault: config.prefault,
+        sync_after_prefault: config.ack == AckMode::Durable,
+        zero_fill: config.zero_fill,
     };
     let prepared = prep.prepare()?;
     let header = segment::new_header(id, end.offset, end.sequence, prepared.data_capacity(), 0);

@@ -29,7 +29,7 @@ use std::sync::Arc;
 
 use memmap2::{MmapOptions, MmapRaw};
 
-use crate::config::{PartitionConfig, WritePath};
+use crate::config::{AckMode, PartitionConfig, WritePath};
 use crate::error::{self, Corruption, Error, Result};
 use crate::index::{self, IndexHeader, SegmentIndex};
 use crate::reader::{LastRecord, Position};
@@ -178,13 +178,17 @@ pub(crate) fn recover(
             if config.prefault {
                 let start = SEGMENT_HEADER_BYTES + scan.data_bytes as usize;
                 let len = segment.data_capacity() as usize - scan.data_bytes as usize;
-                segment::prefault(
-                    segment.map(),
-                    start,
-                    len,
-                    config.write_path == WritePath::Mmap,
-                )
-                .map_err(|error| error::open_failed(path.clone(), error))?;
+                let write = config.write_path == WritePath::Mmap;
+                segment::prefault(segment.map(), start, len, write)
+                    .map_err(|error| error::open_failed(path.clone(), error))?;
+                if write && config.ack == AckMode::Durable {
+                    // As in SegmentPrep::prepare: write the dirtied zeros back now, not in the
+                    // first flush.
+                    segment
+                        .file()
+                        .sync_data()
+                        .map_err(|error| error::open_failed(path.clone(), error))?;
+                }
             }
             let state = WriterState {
                 position: scan.data_bytes,

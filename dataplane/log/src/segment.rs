@@ -186,12 +186,18 @@ pub(crate) fn preallocate(file: &File, bytes: u64) -> io::Result<()> {
     if error.raw_os_error() != Some(libc::EOPNOTSUPP) {
         return Err(error);
     }
-    let zeros = vec![0u8; 1 << 20];
-    let mut at = 0u64;
-    while at < bytes {
-        let chunk = (bytes - at).min(zeros.len() as u64) as usize;
-        file.write_all_at(&zeros[..chunk], at)?;
-        at += chunk as u64;
+    write_zeros(file, 0, bytes)?;
+    Ok(())
+}
+
+/// Writes `bytes` zeros at `at`.
+pub(crate) fn write_zeros(file: &File, at: u64, bytes: u64) -> io::Result<()> {
+    let zeros = vec![0u8; (1 << 20).min(bytes as usize)];
+    let mut done = 0u64;
+    while done < bytes {
+        let chunk = (bytes - done).min(zeros.len() as u64) as usize;
+        file.write_all_at(&zeros[..chunk], at + done)?;
+        done += chunk as u64;
     }
     Ok(())
 }
@@ -551,6 +557,12 @@ pub struct SegmentPrep {
     pub(crate) index_interval_bytes: u32,
     pub(crate) write_path: WritePath,
     pub(crate) prefault: bool,
+    /// Sync the file after pre-faulting it for write (mmap path in durable mode), so that the
+    /// zeros the prefault dirtied are written back here, off the append path, and not by the
+    /// first flush after the roll.
+    pub(crate) sync_after_prefault: bool,
+    /// Write (and sync) zeros over the data area after preallocating it.
+    pub(crate) zero_fill: bool,
 }
 
 /// A prepared (created, preallocated, mapped, pre-faulted) segment waiting to be installed with
@@ -623,6 +635,12 @@ impl SegmentPrep {
         let segment_file =
             create_new(&prepared.segment_path).map_err(failed(&prepared.segment_path))?;
         preallocate(&segment_file, self.segment_bytes).map_err(failed(&prepared.segment_path))?;
+        // The mmap path needs no zero fill: pre-faulting for write dirties every page anyway.
+        if self.zero_fill && !writable {
+            write_zeros(&segment_file, SEGMENT_HEADER_BYTES as u64, data_capacity)
+                .and_then(|()| segment_file.sync_data())
+                .map_err(failed(&prepared.segment_path))?;
+        }
         let mut options = MmapOptions::new();
         options.len(self.segment_bytes as usize);
         let map = if writable {
@@ -633,6 +651,11 @@ impl SegmentPrep {
         .map_err(failed(&prepared.segment_path))?;
         if self.prefault {
             prefault(&map, SEGMENT_HEADER_BYTES, data_capacity as usize, writable)
+                .map_err(failed(&prepared.segment_path))?;
+        }
+        if self.prefault && writable && self.sync_after_prefault {
+            segment_file
+                .sync_data()
                 .map_err(failed(&prepared.segment_path))?;
         }
         prepared.segment_file = Some(segment_file);

@@ -25,6 +25,7 @@ fn config(write_path: WritePath) -> PartitionConfig {
         retention_ms: None,
         retention_bytes: None,
         prefault: true,
+        zero_fill: true,
     }
 }
 

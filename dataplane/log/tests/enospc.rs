@@ -81,6 +81,7 @@ fn filling_the_filesystem_poisons_with_enospc_and_committed_records_read_back() 
         retention_ms: None,
         retention_bytes: None,
         prefault: true,
+        zero_fill: true,
     };
     let (mut partition, _) = Partition::open(&dir, PartitionId(0), config.clone()).expect("open");
     let mut flushed = 0u64;

@@ -20,6 +20,7 @@ pub fn small_config(write_path: WritePath, ack: AckMode) -> PartitionConfig {
         retention_ms: None,
         retention_bytes: None,
         prefault: true,
+        zero_fill: false,
     }
 }
 
