@@ -574,7 +574,12 @@ pub fn run(plan: &Plan) -> anyhow::Result<Outcome> {
     for t in &mut timeline {
         t.t_s -= (publish_start - ticker.origin_ns) as f64 / 1e9;
     }
-    ticker.origin_ns = publish_start;
+    // Ticks restart with publishing, so timeline points fall on whole seconds of it.
+    ticker.start(publish_start);
+    ctx.interval.reset();
+    ctx.interval_sent = 0;
+    ctx.interval_acked = 0;
+    ctx.interval_errors = 0;
     let mut storms = StormClock::new(&plan.storms, publish_start, devices);
     let mut window_start = None;
     let count_mode = plan.duration_ns == 0;
@@ -1494,8 +1499,10 @@ impl Ticker {
             "connect"
         } else if ctx.now < ctx.measure_start_ns {
             "warmup"
-        } else if ctx.publishing {
-            if plan.idle { "idle" } else { "publish" }
+        } else if plan.idle && ctx.now < ctx.stop_ns {
+            "idle"
+        } else if ctx.publishing && ctx.now < ctx.stop_ns {
+            "publish"
         } else {
             "drain"
         };

@@ -158,6 +158,9 @@ pub struct ServerReport {
     pub rss_peak_bytes: u64,
     /// (after − before) / connections.
     pub rss_per_connection_bytes: Option<f64>,
+    /// Server CPU during the connect phase per connection (TCP accept, TLS handshake,
+    /// CONNECT, authentication), in microseconds.
+    pub connect_cpu_us_per_connection: Option<f64>,
 }
 
 /// The generator's own cost, so a reader can tell whether it was the bottleneck.
@@ -308,6 +311,11 @@ impl Report {
                 rss_peak_bytes: end.rss_peak_bytes.max(outcome.server_rss_peak_bytes),
                 rss_per_connection_bytes: (c.connected_after_ramp > 0).then(|| {
                     (after.rss_bytes as f64 - before.rss_bytes as f64)
+                        / c.connected_after_ramp as f64
+                }),
+                connect_cpu_us_per_connection: (c.connected_after_ramp > 0).then(|| {
+                    after.cpu_ns.saturating_sub(before.cpu_ns) as f64
+                        / 1e3
                         / c.connected_after_ramp as f64
                 }),
             })
@@ -554,6 +562,12 @@ impl Report {
                 sv.rss_per_connection_bytes
                     .map_or("-".into(), |b| format!("{:.1} KiB", b / 1024.0))
             );
+            if let Some(us) = sv.connect_cpu_us_per_connection {
+                let _ = writeln!(
+                    out,
+                    "  connect   server CPU {us:.0} us per connection (TCP, TLS handshake, CONNECT)"
+                );
+            }
         } else {
             let _ = writeln!(out, "server      not measured (no pid)");
         }

@@ -39,6 +39,9 @@ pub enum Scale {
     Linear { min: f64, max: f64 },
     /// log10 from min to max (both > 0).
     Log { min: f64, max: f64 },
+    /// Linear from 0 to max with a tick at every whole number (the percentile axis, whose
+    /// values are already decades).
+    Decades { max: f64 },
 }
 
 impl Scale {
@@ -83,6 +86,7 @@ impl Scale {
     pub fn unit(&self, v: f64) -> f64 {
         let u = match *self {
             Self::Linear { min, max } => (v - min) / (max - min),
+            Self::Decades { max } => v / max,
             Self::Log { min, max } => {
                 (v.max(min).log10() - min.log10()) / (max.log10() - min.log10())
             }
@@ -92,6 +96,16 @@ impl Scale {
 
     fn ticks(&self, format: &dyn Fn(f64) -> String) -> Vec<(f64, String)> {
         match *self {
+            Self::Decades { max } => {
+                let step = if max > 10.0 { 2.0 } else { 1.0 };
+                let mut ticks = Vec::new();
+                let mut v = 0.0;
+                while v <= max + 1e-9 {
+                    ticks.push((v, format(v)));
+                    v += step;
+                }
+                ticks
+            }
             Self::Linear { min, max } => (0..=4)
                 .map(|i| {
                     let v = min + (max - min) * f64::from(i) / 4.0;
@@ -302,7 +316,7 @@ pub fn render(report: &Report) -> String {
     }
     let rate_panel = Panel {
         title: "Throughput per second".into(),
-        top: 70.0,
+        top: 85.0,
         x: x_scale,
         y: Scale::linear_from_zero(series_rate[0].points.iter().map(|p| p.1)),
         x_label: seconds_label,
@@ -335,7 +349,7 @@ pub fn render(report: &Report) -> String {
     ];
     let latency_panel = Panel {
         title: "PUBACK latency per second".into(),
-        top: 70.0 + PANEL_HEIGHT + 70.0,
+        top: 85.0 + PANEL_HEIGHT + 70.0,
         x: x_scale,
         y: Scale::log_decades(
             latency_series
@@ -347,11 +361,12 @@ pub fn render(report: &Report) -> String {
         shade,
     };
     let d = &report.results.distributions;
-    let mut distribution = vec![
-        percentile_series("PUBACK", &d.puback),
-        percentile_series("service time", &d.service_time),
-        percentile_series("connect", &d.connect),
-    ];
+    let mut distribution = vec![percentile_series("PUBACK", &d.puback)];
+    // Closed loop: service time is PUBACK latency; drawing it twice hides one line.
+    if p.latency_origin == crate::schedule::LatencyOrigin::Intended {
+        distribution.push(percentile_series("service time", &d.service_time));
+    }
+    distribution.push(percentile_series("connect", &d.connect));
     if !d.end_to_end.is_empty() {
         distribution.push(percentile_series("end-to-end", &d.end_to_end));
     }
@@ -363,11 +378,8 @@ pub fn render(report: &Report) -> String {
         .ceil();
     let percentile_panel = Panel {
         title: "Latency by percentile (window)".into(),
-        top: 70.0 + 2.0 * (PANEL_HEIGHT + 70.0),
-        x: Scale::Linear {
-            min: 0.0,
-            max: x_max,
-        },
+        top: 85.0 + 2.0 * (PANEL_HEIGHT + 70.0),
+        x: Scale::Decades { max: x_max },
         y: Scale::log_decades(
             distribution
                 .iter()
@@ -411,9 +423,18 @@ pub fn render(report: &Report) -> String {
             .config
             .open_loop_rate()
             .map_or("closed loop".to_owned(), |r| format!("open loop {r:.0}/s")),
-        report.provenance.git_commit.as_deref().unwrap_or("unknown"),
+        report
+            .provenance
+            .git_commit
+            .as_deref()
+            .map_or("unknown", |c| &c[..c.len().min(12)]),
         report.provenance.machine.cpu_model,
-        report.provenance.started_at
+        report
+            .provenance
+            .started_at
+            .split('.')
+            .next()
+            .unwrap_or_default()
     );
     let _ = writeln!(
         out,
