@@ -27,6 +27,8 @@
 
 #![warn(missing_docs)]
 
+#[cfg(any(test, feature = "fuzzing"))]
+pub mod fuzzing;
 pub mod iothub;
 pub mod mqtt;
 pub mod sas;

@@ -749,50 +749,7 @@ mod tests {
         );
     }
 
-    fn any_text(max_chars: usize) -> impl proptest::strategy::Strategy<Value = String> {
-        proptest::collection::vec(proptest::char::any(), 0..max_chars)
-            .prop_map(|chars| chars.into_iter().collect())
-    }
-
     proptest::proptest! {
-        /// Any bag the writer builds, with any Unicode in names and values, parses back to the
-        /// same system properties and the same application properties in the same order.
-        #[test]
-        fn any_written_bag_parses_back_to_the_same_values(
-            system in proptest::collection::vec(proptest::option::of(any_text(24)), SystemProperty::COUNT),
-            application in proptest::collection::vec((any_text(16), any_text(40)), 0..24),
-        ) {
-            let application: Vec<(String, String)> = application
-                .into_iter()
-                .filter(|(name, _)| {
-                    !name.is_empty() && SystemProperty::from_key(name.as_bytes()).is_none()
-                })
-                .collect();
-            let mut topic = String::new();
-            let mut writer = PropertyWriter::new(&mut topic);
-            for (property, value) in SystemProperty::ALL.into_iter().zip(&system) {
-                if let Some(value) = value {
-                    writer.system(property, value);
-                }
-            }
-            for (name, value) in &application {
-                writer.application(name, value);
-            }
-            proptest::prop_assert!(!topic.contains('/'), "a raw '/' in {}", topic);
-            let parsed = MessageProperties::parse(&topic).unwrap();
-            for (property, value) in SystemProperty::ALL.into_iter().zip(&system) {
-                proptest::prop_assert_eq!(parsed.get(property), value.as_deref());
-            }
-            let parsed_application: Vec<(String, String)> = parsed
-                .application()
-                .map(|(name, value)| (name.into_owned(), value.into_owned()))
-                .collect();
-            proptest::prop_assert_eq!(&parsed_application, &application);
-            let expected_bytes = system.iter().flatten().map(String::len).sum::<usize>()
-                + application.iter().map(|(n, v)| n.len() + v.len()).sum::<usize>();
-            proptest::prop_assert_eq!(parsed.message_bytes(0), expected_bytes);
-        }
-
         /// The decoder agrees with the `percent-encoding` crate on any input, escapes or not,
         /// and borrows exactly when nothing decodes.
         #[test]
@@ -813,16 +770,6 @@ mod tests {
                 decoded_len(&raw, raw.contains('%')),
                 percent_encoding::percent_decode_str(&raw).count()
             );
-        }
-
-        /// Any text at all either parses or is refused with an error; it never panics, and
-        /// what parses iterates exactly the counted application properties.
-        #[test]
-        fn any_text_parses_or_is_refused(raw in any_text(200)) {
-            if let Ok(parsed) = MessageProperties::parse(&raw) {
-                proptest::prop_assert_eq!(parsed.application().count(), parsed.application_count());
-                let _ = parsed.expiry_ms();
-            }
         }
     }
 

@@ -399,7 +399,6 @@ fn is_url_safe(text: &str) -> bool {
 mod tests {
     use super::*;
     use crate::iothub::{MessageProperties, SystemProperty};
-    use proptest::strategy::Strategy as _;
 
     const DEV1: &str = "dev1";
 
@@ -689,109 +688,6 @@ mod tests {
             DeliveryTopic::parse(&topic),
             Ok(DeliveryTopic::DesiredPatch { version: 42 })
         );
-    }
-
-    const ID: &str = "[A-Za-z0-9+%_#*?!(),=@$'.-]{1,128}";
-
-    fn any_text() -> impl proptest::strategy::Strategy<Value = String> {
-        proptest::collection::vec(proptest::char::any(), 0..32)
-            .prop_map(|chars| chars.into_iter().collect())
-    }
-
-    proptest::proptest! {
-        /// Every topic the server writes parses back, on the device side, to the values it
-        /// was written from, whatever the ids and names hold.
-        #[test]
-        fn every_built_delivery_topic_parses_back_to_its_values(
-            device_id in ID,
-            module_id in ID,
-            input in any_text(),
-            method in any_text(),
-            value in any_text(),
-            rid in "[A-Za-z0-9._~-]{1,36}",
-            status: u16,
-            version: u64,
-        ) {
-            let mut topic = String::new();
-            write_c2d_topic(&mut topic, &device_id).application("k", &value);
-            let Ok(DeliveryTopic::CloudToDevice { device_id: parsed_id, properties }) =
-                DeliveryTopic::parse(&topic)
-            else {
-                return Err(proptest::test_runner::TestCaseError::fail(topic.clone()));
-            };
-            proptest::prop_assert_eq!(parsed_id, device_id.as_str());
-            let parsed = MessageProperties::parse(properties).unwrap();
-            proptest::prop_assert_eq!(
-                parsed.application().next(),
-                Some(("k".into(), value.as_str().into()))
-            );
-            write_module_input_topic(&mut topic, &device_id, &module_id, &input);
-            proptest::prop_assert_eq!(
-                DeliveryTopic::parse(&topic),
-                Ok(DeliveryTopic::ModuleInput {
-                    device_id: &device_id,
-                    module_id: &module_id,
-                    input: input.as_str().into(),
-                    properties: "",
-                })
-            );
-            write_method_request_topic(&mut topic, &method, &rid);
-            proptest::prop_assert_eq!(
-                DeliveryTopic::parse(&topic),
-                Ok(DeliveryTopic::MethodRequest { method: method.as_str().into(), rid: &rid })
-            );
-            for version in [None, Some(version)] {
-                write_twin_response_topic(&mut topic, status, &rid, version);
-                proptest::prop_assert_eq!(
-                    DeliveryTopic::parse(&topic),
-                    Ok(DeliveryTopic::TwinResponse { status, rid: &rid, version })
-                );
-            }
-            write_desired_patch_topic(&mut topic, version);
-            proptest::prop_assert_eq!(
-                DeliveryTopic::parse(&topic),
-                Ok(DeliveryTopic::DesiredPatch { version })
-            );
-        }
-
-        /// A telemetry topic written for any identity parses back, for that identity only.
-        #[test]
-        fn every_built_telemetry_topic_parses_for_its_identity_only(
-            device_id in ID,
-            module_id in proptest::option::of(ID),
-            value in any_text(),
-        ) {
-            let client_id = match &module_id {
-                Some(module_id) => format!("{device_id}/{module_id}"),
-                None => device_id.clone(),
-            };
-            let client = ClientId::parse(&client_id).unwrap();
-            let mut topic = String::new();
-            write_telemetry_topic(&mut topic, &client).application("k", &value);
-            let Ok(PublishTopic::Telemetry { properties }) = PublishTopic::parse(&topic, &client)
-            else {
-                return Err(proptest::test_runner::TestCaseError::fail(topic.clone()));
-            };
-            let parsed = MessageProperties::parse(properties).unwrap();
-            proptest::prop_assert_eq!(
-                parsed.application().next(),
-                Some(("k".into(), value.as_str().into()))
-            );
-            let other = ClientId::parse("another-device").unwrap();
-            proptest::prop_assert_eq!(
-                PublishTopic::parse(&topic, &other),
-                Err(Error::TopicIdentityMismatch)
-            );
-        }
-
-        /// Any text is a known topic or an error with a reason; never a panic.
-        #[test]
-        fn any_topic_parses_or_is_refused(topic in any_text()) {
-            let client = device();
-            let _ = PublishTopic::parse(&topic, &client);
-            let _ = Subscription::parse(&topic, &client);
-            let _ = DeliveryTopic::parse(&topic);
-        }
     }
 
     #[test]

@@ -465,50 +465,6 @@ mod tests {
         );
     }
 
-    /// Feeds `stream` to `decoder` in pieces of the given sizes, as reads would deliver it,
-    /// checking the decoder's invariants on every call. Returns the packets, and the error
-    /// that ended the stream, if any.
-    fn feed(
-        decoder: Decoder,
-        stream: &[u8],
-        piece_sizes: &[usize],
-    ) -> (Vec<Packet>, Option<Error>) {
-        let mut buffer = BytesMut::new();
-        let mut packets = Vec::new();
-        let mut fed = 0;
-        let mut pieces = piece_sizes.iter().cycle();
-        loop {
-            let piece = (*pieces.next().unwrap()).max(1).min(stream.len() - fed);
-            buffer.extend_from_slice(&stream[fed..fed + piece]);
-            fed += piece;
-            loop {
-                let before = buffer.clone();
-                match decoder.decode(&mut buffer) {
-                    Ok(Decoded::Packet(packet)) => {
-                        let consumed = &before[..before.len() - buffer.len()];
-                        assert!(consumed.len() <= decoder.packet_bytes_max());
-                        if let Packet::Publish(publish) = &packet {
-                            let mut again = Vec::new();
-                            publish.encode(&mut again).unwrap();
-                            assert_eq!(again, consumed, "a PUBLISH must re-encode to its bytes");
-                        }
-                        packets.push(packet);
-                    }
-                    Ok(Decoded::Incomplete { bytes_needed }) => {
-                        assert!(bytes_needed >= 1);
-                        assert!(buffer.len() + bytes_needed <= decoder.packet_bytes_max());
-                        assert_eq!(buffer, before, "nothing is taken from an incomplete packet");
-                        break;
-                    }
-                    Err(error) => return (packets, Some(error)),
-                }
-            }
-            if fed == stream.len() {
-                return (packets, None);
-            }
-        }
-    }
-
     fn any_publish() -> impl proptest::strategy::Strategy<Value = (String, Vec<u8>, Delivery, bool)>
     {
         use proptest::prelude::*;
@@ -528,41 +484,12 @@ mod tests {
     }
 
     proptest::proptest! {
-        /// Any byte stream, cut anywhere: the decoder never panics, never asks to buffer past
-        /// its bound, takes nothing from an incomplete packet, and every PUBLISH it returns
-        /// re-encodes to the bytes it came from.
-        #[test]
-        fn any_byte_stream_never_panics_or_exceeds_the_bound(
-            stream in proptest::collection::vec(proptest::prelude::any::<u8>(), 1..600),
-            pieces in proptest::collection::vec(1usize..64, 1..8),
-        ) {
-            feed(Decoder::new(256), &stream, &pieces);
-        }
-
-        /// Streams that start like real packets reach deeper than random bytes do.
-        #[test]
-        fn streams_of_plausible_headers_never_panic(
-            packets in proptest::collection::vec(
-                (proptest::sample::select(&[0x10u8, 0x30, 0x32, 0x34, 0x40, 0x82, 0xA2, 0xC0, 0xE0][..]),
-                 proptest::collection::vec(proptest::prelude::any::<u8>(), 0..40)),
-                1..6,
-            ),
-            pieces in proptest::collection::vec(1usize..16, 1..8),
-        ) {
-            let mut stream = Vec::new();
-            for (byte1, body) in &packets {
-                put_fixed_header(&mut stream, *byte1, body.len());
-                stream.extend_from_slice(body);
-            }
-            feed(Decoder::default(), &stream, &pieces);
-        }
-
         /// Valid packets, split at arbitrary read boundaries, all come out equal to what was
         /// encoded.
         #[test]
         fn encoded_publishes_decode_to_themselves_across_any_split(
             publishes in proptest::collection::vec(any_publish(), 1..6),
-            pieces in proptest::collection::vec(1usize..100, 1..8),
+            piece_bytes in 1usize..100,
         ) {
             let mut stream = Vec::new();
             for (topic, payload, delivery, retain) in &publishes {
@@ -570,7 +497,8 @@ mod tests {
                     .encode(&mut stream)
                     .unwrap();
             }
-            let (packets, error) = feed(Decoder::default(), &stream, &pieces);
+            let (packets, error) =
+                crate::fuzzing::decode_in_pieces(Decoder::default(), &stream, piece_bytes);
             proptest::prop_assert_eq!(error, None);
             proptest::prop_assert_eq!(packets.len(), publishes.len());
             for (packet, (topic, payload, delivery, retain)) in packets.iter().zip(&publishes) {

@@ -26,7 +26,7 @@
 //! Errors are terminal: after [`Decoder::decode`] returns an [`Error`], the connection is done
 //! and [`Error::reaction`] says whether the device gets a CONNACK first.
 
-mod codec;
+pub(crate) mod codec;
 mod error;
 mod packet;
 
