@@ -562,6 +562,12 @@ impl Report {
                 sv.rss_per_connection_bytes
                     .map_or("-".into(), |b| format!("{:.1} KiB", b / 1024.0))
             );
+            if results.connections.connected < 1000 {
+                let _ = writeln!(
+                    out,
+                    "  memory    below ~1000 connections the per-connection figure is mostly fixed start-up cost; use the soak scenario"
+                );
+            }
             if let Some(us) = sv.connect_cpu_us_per_connection {
                 let _ = writeln!(
                     out,

@@ -36,6 +36,13 @@ fn resolve(host: &str, port: u16) -> anyhow::Result<SocketAddr> {
         .ok_or_else(|| anyhow!("{host}:{port} resolves to nothing"))
 }
 
+/// A status line on stderr, unless the run is quiet.
+fn say(scenario: &Scenario, text: &str) {
+    if scenario.output.progress {
+        eprintln!("{text}");
+    }
+}
+
 /// Runs a scenario.
 pub fn execute(scenario: &Scenario) -> anyhow::Result<Finished> {
     let mut scenario = scenario.clone();
@@ -50,9 +57,12 @@ pub fn execute(scenario: &Scenario) -> anyhow::Result<Finished> {
         if cores >= 2 && scenario.runner.pin_core.is_none() {
             scenario.runner.pin_core = Some(1);
         }
-        eprintln!(
-            "starting {} (pinned to core {server_cpu:?})",
-            binary.display()
+        say(
+            &scenario,
+            &format!(
+                "starting {} (pinned to CPU {server_cpu:?})",
+                binary.display()
+            ),
         );
         Some(ShoalProcess::start(&binary, server_cpu)?)
     } else {
@@ -114,9 +124,12 @@ pub fn execute(scenario: &Scenario) -> anyhow::Result<Finished> {
         TargetKind::Mqtt => ((0..devices).map(registry::peer_identity).collect(), None),
         TargetKind::Shoal => {
             let e = endpoints.as_ref().expect("checked above");
-            eprintln!(
-                "registering {devices} devices ({:?})",
-                scenario.devices.register
+            say(
+                &scenario,
+                &format!(
+                    "registering {devices} devices ({:?})",
+                    scenario.devices.register
+                ),
             );
             let (keys, registration) = registry::register(
                 &e.service_connection_string,
@@ -171,6 +184,7 @@ pub fn execute(scenario: &Scenario) -> anyhow::Result<Finished> {
     let wanted_fds = u64::from(devices) + 1024;
     let limit = crate::net::raise_nofile_limit(wanted_fds);
     if limit < wanted_fds {
+        // Always said: the run will fail with connect errors otherwise.
         eprintln!(
             "warning: open-file limit {limit} is below the {wanted_fds} this run needs; raise it with `ulimit -n {wanted_fds}`"
         );
@@ -225,9 +239,12 @@ pub fn execute(scenario: &Scenario) -> anyhow::Result<Finished> {
             devices,
             pin_core: scenario.runner.pin_core,
         };
-        eprintln!(
-            "attaching the Event Hubs consumer to {} partitions at {amqp_address}",
-            c.partitions
+        say(
+            &scenario,
+            &format!(
+                "attaching the Event Hubs consumer to {} partitions at {amqp_address}",
+                c.partitions
+            ),
         );
         let consumer = Consumer::start(&config)?;
         consumer
