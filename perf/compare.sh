@@ -7,6 +7,8 @@
 #   perf/compare.sh --plain                 the same over plain TCP
 #   perf/compare.sh --scenario inflight16   one scenario (repeatable)
 #   perf/compare.sh --servers "rumqttd mosquitto floor" --duration 5s
+#   perf/compare.sh --wait-quiet 600        before each run, wait up to 600 s for other
+#                                           processes to use < 0.1 cores (shared machines)
 #
 # Environment: SERVER_CPU (default 0), LOAD_CPU (default 1), CARGO_TARGET_DIR, SHOAL_BIN,
 # OUT (results directory, default perf/results/<UTC time>).
@@ -26,10 +28,11 @@ TLS=1
 DURATION=""
 HALF_LOAD=1
 INSTALL=1
+WAIT_QUIET=0
 OUT=${OUT:-$ROOT/perf/results/$(date -u +%Y%m%dT%H%M%SZ)}
 
 usage() {
-    sed -n '2,17p' "$0" | sed 's/^# \{0,1\}//'
+    sed -n '2,19p' "$0" | sed 's/^# \{0,1\}//'
     exit "${1:-0}"
 }
 
@@ -41,6 +44,7 @@ while [[ $# -gt 0 ]]; do
         --duration) DURATION="$2"; shift 2 ;;
         --no-half-load) HALF_LOAD=0; shift ;;
         --no-install) INSTALL=0; shift ;;
+        --wait-quiet) WAIT_QUIET="$2"; shift 2 ;;
         --out) OUT="$2"; shift 2 ;;
         -h|--help) usage 0 ;;
         *) echo "unknown argument: $1" >&2; usage 2 ;;
@@ -263,6 +267,10 @@ run_one() {
     [[ $TLS == 1 ]] || target+=(--no-tls)
     local duration=()
     [[ -n $DURATION ]] && duration=(--duration "$DURATION")
+    if [[ $WAIT_QUIET != 0 ]]; then
+        # Measured with the server idle; a busy server would never look quiet.
+        "$PERF" wait-quiet --max-cores 0.1 --timeout "${WAIT_QUIET}s" >&2 || log "still busy; running anyway"
+    fi
     log "$scenario: $server (server on CPU $SERVER_CPU, load on CPU $LOAD_CPU)"
     if taskset -c "$LOAD_CPU" "$PERF" run -s "$scenario" "${target[@]}" "${duration[@]}" "$@" \
         --label "$server" --name "$scenario" -q --json "$base.json" --svg "$base.svg" >"$base.txt" 2>&1; then

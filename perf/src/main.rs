@@ -39,6 +39,19 @@ enum Command {
     FloorBroker(FloorArgs),
     /// Print the side-by-side table of JSON reports (what compare.sh shows).
     CompareTable(CompareArgs),
+    /// Wait until the machine is quiet: other processes use less than --max-cores over a
+    /// one-second sample (for shared machines; compare.sh --wait-quiet).
+    WaitQuiet(WaitQuietArgs),
+}
+
+#[derive(Debug, Args)]
+struct WaitQuietArgs {
+    /// Busy cores allowed (summed over every CPU).
+    #[arg(long, default_value_t = 0.1)]
+    max_cores: f64,
+    /// Give up after this long (exit status 1).
+    #[arg(long, default_value = "300s")]
+    timeout: Duration,
 }
 
 #[derive(Debug, Args)]
@@ -419,6 +432,30 @@ fn floor_broker(args: &FloorArgs) -> anyhow::Result<()> {
     Ok(())
 }
 
+fn wait_quiet(args: &WaitQuietArgs) -> anyhow::Result<()> {
+    let deadline = perf::clock::now_ns() + args.timeout.ns();
+    loop {
+        let before = perf::procfs::sample_machine();
+        let t0 = perf::clock::now_ns();
+        std::thread::sleep(std::time::Duration::from_secs(1));
+        let after = perf::procfs::sample_machine();
+        let busy = after.busy_ns.saturating_sub(before.busy_ns) as f64
+            / (perf::clock::now_ns() - t0) as f64;
+        if busy <= args.max_cores {
+            eprintln!("machine quiet: {busy:.2} cores busy");
+            return Ok(());
+        }
+        if perf::clock::now_ns() > deadline {
+            return Err(anyhow!(
+                "the machine stayed busy ({busy:.2} cores > {:.2}) for {}",
+                args.max_cores,
+                args.timeout
+            ));
+        }
+        eprintln!("waiting for a quiet machine: {busy:.2} cores busy");
+    }
+}
+
 fn compare_table(args: &CompareArgs) -> anyhow::Result<()> {
     let mut rows = Vec::new();
     for spec in &args.rows {
@@ -453,6 +490,7 @@ fn main() {
         Some(Command::Run(args)) => run(args),
         Some(Command::FloorBroker(args)) => floor_broker(args),
         Some(Command::CompareTable(args)) => compare_table(args),
+        Some(Command::WaitQuiet(args)) => wait_quiet(args),
     };
     if let Err(error) = result {
         eprintln!("error: {error:#}");
