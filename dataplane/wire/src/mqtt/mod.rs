@@ -15,11 +15,12 @@
 //! UTF-8 check per message, on the path every D2C message takes. [`Publish`] instead keeps the
 //! frame as one [`bytes::Bytes`] slice of the receive buffer and reads the topic (validated
 //! once) and the payload out of it, so decoding a PUBLISH allocates nothing and costs one
-//! reference-count increment. On the 2-core dev machine, for a QoS 1 PUBLISH with the SDK's
-//! telemetry topic (three properties) and a 256 B payload, `mqttbytes::v4::read` takes a
-//! median of 78-82 ns and allocates once; [`Decoder::decode`] takes 45 ns and allocates
-//! nothing (`cargo bench -p dataplane-wire --bench publish_decode`; the allocation counts are
-//! asserted in `tests/allocation.rs`). CONNECT, SUBSCRIBE and UNSUBSCRIBE arrive a few times
+//! reference-count increment. On the shared 2-core dev machine, for a QoS 1 PUBLISH with the
+//! SDK's telemetry topic (three properties) and a 256 B payload, `mqttbytes::v4::read` took a
+//! median of 78-82 ns and one allocation, [`Decoder::decode`] 45 ns and none, when the machine
+//! was lightly loaded; the gap held in every loaded run too (126 vs 70 ns)
+//! (`cargo bench -p dataplane-wire --bench publish_decode`; the allocation counts are asserted
+//! in `tests/allocation.rs`). CONNECT, SUBSCRIBE and UNSUBSCRIBE arrive a few times
 //! per connection, so they keep mqttbytes, behind checks it leaves out (protocol level,
 //! reserved flags, empty filter lists, packet id 0).
 //!
