@@ -21,7 +21,7 @@
 //! writing half and drops the socket. We do not wait for the peer's `close`: pyamqp itself
 //! never waits for ours (spec §2, step 8).
 
-use std::collections::{HashMap, VecDeque};
+use std::collections::{HashMap, HashSet, VecDeque};
 use std::time::{Duration, Instant};
 
 use fe2o3_amqp_types::definitions::{self, ErrorCondition};
@@ -350,6 +350,9 @@ pub struct Connection {
     sessions: Vec<Option<Session>>,
     /// The peer's channel number → ours.
     remote_channels: HashMap<u16, u16>,
+    /// Channels whose session the peer ended, until it begins a new one there: pyamqp sends
+    /// the detaches of its `$cbs` links after its `end`, and those are dropped, not errors.
+    ended_by_peer: HashSet<u16>,
     link_count: usize,
     next_generation: u32,
     requests: HashMap<u64, PendingRequest>,
@@ -387,6 +390,7 @@ impl Connection {
             },
             sessions: Vec::new(),
             remote_channels: HashMap::new(),
+            ended_by_peer: HashSet::new(),
             link_count: 0,
             next_generation: 0,
             requests: HashMap::new(),
@@ -675,10 +679,19 @@ impl Connection {
             }
             Performative::Begin(begin) => self.handle_begin(channel, &begin),
             other => {
-                let local = *self
-                    .remote_channels
-                    .get(&channel)
-                    .ok_or(ConnectionError::UnknownChannel { channel })?;
+                let Some(&local) = self.remote_channels.get(&channel) else {
+                    let late_for_ended_session = self.ended_by_peer.contains(&channel)
+                        && matches!(
+                            other,
+                            Performative::Detach(_)
+                                | Performative::Flow(_)
+                                | Performative::Disposition(_)
+                        );
+                    if late_for_ended_session {
+                        return Ok(());
+                    }
+                    return Err(ConnectionError::UnknownChannel { channel }.into());
+                };
                 self.handle_session_frame(local, other, frame.body, &frame.body[len..])
             }
         }
@@ -776,6 +789,7 @@ impl Connection {
             self.sessions[slot] = Some(session);
         }
         self.remote_channels.insert(channel, local);
+        self.ended_by_peer.remove(&channel);
         Ok(())
     }
 
@@ -823,7 +837,13 @@ impl Connection {
         write_frame(&mut self.output, local, &EndFields { error: None });
         let error = end.error.map(error_info);
         self.end_links(local, error.as_ref());
+        let remote = self.sessions[usize::from(local)]
+            .as_ref()
+            .expect("session exists")
+            .remote_channel;
         self.free_session(local);
+        // Bounded by channel-max: one entry per channel number at most.
+        self.ended_by_peer.insert(remote);
     }
 
     /// Drops every link of a session, telling the caller about the application ones.
