@@ -79,6 +79,7 @@ pub struct ListenersSection {
     pub mqtt_port: u16,
     pub amqp_port: u16,
     pub mqtt_plain_port: u16,
+    pub amqp_plain_port: u16,
 }
 
 #[derive(Debug, Clone, Deserialize)]
@@ -166,6 +167,7 @@ impl Config {
             ("listeners.mqtt_port", self.listeners.mqtt_port),
             ("listeners.amqp_port", self.listeners.amqp_port),
             ("listeners.mqtt_plain_port", self.listeners.mqtt_plain_port),
+            ("listeners.amqp_plain_port", self.listeners.amqp_plain_port),
         ];
         for (index, (name, port)) in ports.iter().enumerate() {
             if *port == 0 {

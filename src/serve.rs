@@ -83,13 +83,17 @@ pub fn serve(config: &Config) -> anyhow::Result<()> {
         "--https-port",
     )?;
     https_listener.set_nonblocking(true)?;
-    let data_plane_config = data_plane_config(config, &data_dir, &tls_files)?;
+    let mut data_plane_config = data_plane_config(config, &data_dir, &tls_files)?;
     let shard_listeners =
         dataplane::bind_listeners(&data_plane_config).map_err(|(address, error)| {
-            let (what, flag) = if address.port() == config.listeners.mqtt_port {
-                ("MQTT", "--mqtt-port")
-            } else {
-                ("MQTT over plain TCP", "SHOAL_LISTENERS_MQTT_PLAIN_PORT")
+            let listeners = &config.listeners;
+            let (what, flag) = match address.port() {
+                port if port == listeners.mqtt_port => ("MQTT", "--mqtt-port"),
+                port if port == listeners.amqp_port => ("AMQP", "--amqp-port"),
+                port if port == listeners.amqp_plain_port => {
+                    ("AMQP over plain TCP", "SHOAL_LISTENERS_AMQP_PLAIN_PORT")
+                }
+                _ => ("MQTT over plain TCP", "SHOAL_LISTENERS_MQTT_PLAIN_PORT"),
             };
             bind_error(&error, address, what, flag)
         })?;
@@ -109,6 +113,8 @@ pub fn serve(config: &Config) -> anyhow::Result<()> {
             "hub.partition_count is fixed when the hub is created; keeping the existing count"
         );
     }
+
+    data_plane_config.hub_created_ms = control.hub.created_ms;
 
     let (report_sender, reports) = crossbeam_channel::unbounded();
     let report_sink = controlplane::sync::spawn_report_sink(
@@ -190,6 +196,19 @@ fn data_plane_config(
             tls: None,
         });
     }
+    // AMQP clients (azure-eventhub, uamqp) offer no ALPN protocol.
+    let amqp_tls =
+        controlplane::tls::server_config(tls_files, &[]).context("loading the TLS certificate")?;
+    let mut amqp = vec![dataplane::ListenerConfig {
+        address: SocketAddr::new(bind_address, config.listeners.amqp_port),
+        tls: Some(amqp_tls),
+    }];
+    if config.listeners.amqp_plain_port != 0 {
+        amqp.push(dataplane::ListenerConfig {
+            address: SocketAddr::new(bind_address, config.listeners.amqp_plain_port),
+            tls: None,
+        });
+    }
     let log = &config.log;
     let hours_ms = u64::from(log.retention_hours) * 3_600_000;
     Ok(dataplane::DataPlaneConfig {
@@ -202,6 +221,9 @@ fn data_plane_config(
         data_dir: data_dir.to_owned(),
         accepted_hosts: config.host_names(),
         mqtt,
+        amqp,
+        // Set once the control plane has opened the hub.
+        hub_created_ms: 0,
         log: dataplane_log::PartitionConfig {
             segment_bytes: u64::from(log.segment_mib) << 20,
             write_path: match log.write_path {
@@ -296,8 +318,15 @@ fn endpoints(config: &Config, control: &ControlPlane, tls: &TlsFiles) -> serde_j
             (policy.name.clone(), serde_json::Value::String(text))
         })
         .collect();
+    let eventhub_connection_string = control.hub.policy("service").map(|policy| {
+        format!(
+            "Endpoint=sb://{}/;SharedAccessKeyName={};SharedAccessKey={};EntityPath={}",
+            config.server.hostname, policy.name, policy.primary_key, control.hub.name
+        )
+    });
     json!({
         "policies": policies,
+        "eventhub_connection_string": eventhub_connection_string,
         "hostname": config.server.hostname,
         "hub_name": control.hub.name,
         "partition_count": control.hub.partition_count,
@@ -309,6 +338,7 @@ fn endpoints(config: &Config, control: &ControlPlane, tls: &TlsFiles) -> serde_j
         "mqtt_port": config.listeners.mqtt_port,
         "mqtt_plain_port": config.listeners.mqtt_plain_port,
         "amqp_port": config.listeners.amqp_port,
+        "amqp_plain_port": config.listeners.amqp_plain_port,
         "bind_address": config.server.bind_address,
         "pid": std::process::id(),
     })
@@ -347,8 +377,25 @@ fn print_banner(config: &Config, endpoints: &serde_json::Value, endpoints_path: 
         );
     }
     println!(
+        "  AMQP (Event Hubs)    amqps://{}:{}  (listening on {bind}:{})",
+        text("hostname"),
+        config.listeners.amqp_port,
+        config.listeners.amqp_port
+    );
+    if config.listeners.amqp_plain_port != 0 {
+        println!(
+            "  AMQP, plain TCP      amqp://{}:{}  (no TLS; Event Hubs clients add UseDevelopmentEmulator=true and the port to Endpoint)",
+            text("hostname"),
+            config.listeners.amqp_plain_port
+        );
+    }
+    println!(
         "  service connection   {}",
         text("service_connection_string")
+    );
+    println!(
+        "  Event Hubs endpoint  {}",
+        text("eventhub_connection_string")
     );
     println!("  endpoints as JSON    {}", endpoints_path.display());
     println!("Stop with Ctrl-C.");

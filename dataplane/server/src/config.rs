@@ -67,6 +67,11 @@ pub struct DataPlaneConfig {
     pub accepted_hosts: Vec<String>,
     /// MQTT over TLS (8883), and optionally a plain-TCP MQTT listener.
     pub mqtt: Vec<ListenerConfig>,
+    /// AMQP 1.0 over TLS (5671), and optionally a plain-TCP AMQP listener.
+    pub amqp: Vec<ListenerConfig>,
+    /// When the hub was created (ms since the Unix epoch), reported as the event hub's
+    /// `created_at`.
+    pub hub_created_ms: i64,
     /// How partition logs are written and when acknowledgements go out.
     pub log: PartitionConfig,
     /// Bounds.

@@ -12,10 +12,13 @@
 //!   in `durable` mode), in the order the PUBLISHes arrived.
 //! - A device's session runs on the shard that owns its partition (its home), so its appends
 //!   never cross cores.
+//! - An Event Hubs reader sends only committed records, and learns of new ones from its
+//!   partition's commit (a direct wake-up, or one mesh notice per flush), never by polling.
 //! - Every bound is enforced by not reading the socket: nothing acknowledged is ever dropped.
 
 pub mod auth;
 pub mod config;
+pub mod eventhub;
 pub mod ingest;
 pub mod listener;
 pub mod session;
@@ -31,18 +34,25 @@ pub use shard::pool::{DataPlane, ShardListeners, StartError};
 pub fn bind_listeners(
     config: &DataPlaneConfig,
 ) -> Result<Vec<ShardListeners>, (std::net::SocketAddr, std::io::Error)> {
-    for listener in &config.mqtt {
+    for listener in config.mqtt.iter().chain(&config.amqp) {
         listener::check_port_free(listener.address).map_err(|error| (listener.address, error))?;
     }
+    let bind = |listeners: &[ListenerConfig]| {
+        listeners
+            .iter()
+            .map(|listener| {
+                listener::bind_reuseport(listener.address)
+                    .map(|socket| (socket, listener.tls.clone()))
+                    .map_err(|error| (listener.address, error))
+            })
+            .collect::<Result<Vec<_>, _>>()
+    };
     let mut shards = Vec::with_capacity(config.shard_count);
     for _ in 0..config.shard_count {
-        let mut mqtt = Vec::with_capacity(config.mqtt.len());
-        for listener in &config.mqtt {
-            let socket = listener::bind_reuseport(listener.address)
-                .map_err(|error| (listener.address, error))?;
-            mqtt.push((socket, listener.tls.clone()));
-        }
-        shards.push(ShardListeners { mqtt });
+        shards.push(ShardListeners {
+            mqtt: bind(&config.mqtt)?,
+            amqp: bind(&config.amqp)?,
+        });
     }
     Ok(shards)
 }

@@ -106,6 +106,8 @@ pub struct PartitionOwner {
     sync_files: RefCell<HashMap<PathBuf, Rc<BufferedFile>>>,
     /// In-flight acknowledgements across the partition, for the shard's bound.
     inflight: Cell<usize>,
+    /// Runs after every commit; wakes the partition's Event Hubs readers.
+    commit_hook: RefCell<Option<Box<dyn Fn()>>>,
 }
 
 impl std::fmt::Debug for PartitionOwner {
@@ -144,6 +146,7 @@ impl PartitionOwner {
             preparing_segment: Cell::new(false),
             sync_files: RefCell::new(HashMap::new()),
             inflight: Cell::new(0),
+            commit_hook: RefCell::new(None),
         })
     }
 
@@ -155,6 +158,12 @@ impl PartitionOwner {
     /// A reader for any thread.
     pub fn reader(&self) -> PartitionReader {
         self.reader.clone()
+    }
+
+    /// Sets what runs after every commit (each flush in `durable` mode, each append in
+    /// `written` mode).
+    pub fn set_commit_hook(&self, hook: Box<dyn Fn()>) {
+        *self.commit_hook.borrow_mut() = Some(hook);
     }
 
     /// Acknowledgements waiting for a flush on this partition.
@@ -240,6 +249,9 @@ impl PartitionOwner {
             keep
         });
         self.inflight.set(self.inflight.get() - released_total);
+        if let Some(hook) = self.commit_hook.borrow().as_ref() {
+            hook();
+        }
     }
 
     /// Fails every waiting session: the partition is poisoned and their messages will never

@@ -46,6 +46,24 @@ pub async fn accept_mqtt(
     socket: OwnedFd,
     tls: Option<Arc<rustls::ServerConfig>>,
 ) {
+    accept(shard, socket, tls, crate::session::mqtt::serve_accepted).await;
+}
+
+/// Accepts AMQP connections on `socket` until the shard stops.
+pub async fn accept_amqp(
+    shard: Rc<Shard>,
+    socket: OwnedFd,
+    tls: Option<Arc<rustls::ServerConfig>>,
+) {
+    accept(shard, socket, tls, crate::session::amqp::serve_accepted).await;
+}
+
+async fn accept<F: Future<Output = ()> + 'static>(
+    shard: Rc<Shard>,
+    socket: OwnedFd,
+    tls: Option<Arc<rustls::ServerConfig>>,
+    serve: fn(Rc<Shard>, glommio::net::TcpStream, Option<Arc<rustls::ServerConfig>>) -> F,
+) {
     // SAFETY: the OwnedFd was the socket's sole owner; the listener takes that ownership.
     let listener = unsafe { TcpListener::from_raw_fd(socket.into_raw_fd()) };
     loop {
@@ -55,12 +73,7 @@ pub async fn accept_mqtt(
         }
         match accepted {
             Ok(stream) => {
-                glommio::spawn_local(crate::session::mqtt::serve_accepted(
-                    Rc::clone(&shard),
-                    stream,
-                    tls.clone(),
-                ))
-                .detach();
+                glommio::spawn_local(serve(Rc::clone(&shard), stream, tls.clone())).detach();
             }
             Err(error) => {
                 // Out of descriptors or memory: wait instead of spinning.

@@ -313,11 +313,21 @@ async fn write_plaintext<S: futures_lite::AsyncWrite + Unpin>(
         let mut guard = tls.borrow_mut();
         match guard.as_mut() {
             Some(connection) => {
-                if !data.is_empty() {
-                    connection.writer().write_all(data)?;
-                }
-                while connection.wants_write() {
-                    connection.write_tls(raw_out)?;
+                // rustls takes at most its buffer limit (64 KiB) of plaintext at a time; draining
+                // its records into `raw_out` between calls lets one write carry any amount.
+                let mut rest = data;
+                loop {
+                    let taken = connection.writer().write(rest)?;
+                    rest = &rest[taken..];
+                    while connection.wants_write() {
+                        connection.write_tls(raw_out)?;
+                    }
+                    if rest.is_empty() {
+                        break;
+                    }
+                    if taken == 0 {
+                        return Err(io::Error::from(io::ErrorKind::WriteZero).into());
+                    }
                 }
             }
             None => raw_out.extend_from_slice(data),

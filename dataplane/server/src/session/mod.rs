@@ -1,5 +1,6 @@
 //! Sessions: per-connection tasks that move bytes between a socket and the shard.
 
+pub mod amqp;
 pub mod mqtt;
 pub mod persistent;
 

@@ -7,8 +7,14 @@
 //!   devices whose partition it owns (a device's *home*);
 //! - its copy of the identity cache and the persisted MQTT sessions of its partitions.
 //!
+//! - the AMQP connections it accepted (they never move: a partition reader reads any
+//!   partition through its shared mapping), the claims on the partitions it owns, and its
+//!   read handles on every partition ([`crate::eventhub::readers`]).
+//!
 //! # What crosses cores
 //! - connections moving home ([`mesh::ShardMessage::Adopt`]) on bounded glommio channels;
+//! - partition readers' claims, releases and steals, and commit notices, posted through the
+//!   [`outbox::Outbox`] on the same channels;
 //! - control-plane messages (`schemas::plane`) in, connection reports out, on crossbeam
 //!   channels drained by low-priority tasks;
 //! - partition readers (`dataplane_log::PartitionReader`), which read committed bytes through
@@ -17,12 +23,13 @@
 //! Nothing on a shard takes a lock: state is `Rc`/`RefCell`/`Cell`.
 
 pub mod mesh;
+pub mod outbox;
 pub mod placement;
 pub mod pool;
 
 use std::cell::{Cell, RefCell};
 use std::collections::HashMap;
-use std::rc::Rc;
+use std::rc::{Rc, Weak};
 use std::sync::Arc;
 
 use crossbeam_channel::{Receiver, Sender};
@@ -30,11 +37,14 @@ use glommio::channels::channel_mesh::Senders;
 use schemas::plane::{ConnectionEvent, ControlMessage, DataplaneReport, IdentityKey};
 
 use crate::config::DataPlaneConfig;
+use crate::eventhub::readers::Readers;
 use crate::ingest::PartitionOwner;
 use crate::session::SessionHandle;
+use crate::session::amqp::AmqpConnection;
 use crate::session::persistent::SessionStore;
 use crate::sync::IdentityCache;
 use mesh::ShardMessage;
+use outbox::Outbox;
 
 /// Milliseconds since the Unix epoch.
 pub fn now_ms() -> i64 {
@@ -60,6 +70,10 @@ pub struct Shard {
     reports: RefCell<Vec<ConnectionEvent>>,
     report_sender: Sender<DataplaneReport>,
     mesh: RefCell<Option<Rc<Senders<ShardMessage>>>>,
+    outbox: Rc<Outbox>,
+    readers: Readers,
+    amqp_connections: RefCell<HashMap<u64, Weak<AmqpConnection>>>,
+    next_amqp_connection: Cell<u64>,
     connections: Cell<usize>,
     stopping: Cell<bool>,
 }
@@ -83,6 +97,7 @@ impl Shard {
         report_sender: Sender<DataplaneReport>,
     ) -> Rc<Self> {
         let accepted_hosts = config.accepted_hosts.clone();
+        let outbox = Rc::new(Outbox::new(id, count));
         Rc::new(Self {
             id,
             count,
@@ -95,6 +110,10 @@ impl Shard {
             reports: RefCell::new(Vec::new()),
             report_sender,
             mesh: RefCell::new(None),
+            readers: Readers::new(id, count, Rc::clone(&outbox)),
+            outbox,
+            amqp_connections: RefCell::new(HashMap::new()),
+            next_amqp_connection: Cell::new(0),
             connections: Cell::new(0),
             stopping: Cell::new(false),
         })
@@ -126,7 +145,15 @@ impl Shard {
         self.session_stores
             .borrow_mut()
             .insert(owner.id(), sessions);
+        self.readers
+            .add_to_directory(vec![(owner.id(), owner.reader())]);
         self.partitions.borrow_mut().insert(owner.id(), owner);
+    }
+
+    /// The partition readers of this shard: its Event Hubs receivers, the claims on the
+    /// partitions it owns, and read handles on every partition.
+    pub fn readers(&self) -> &Readers {
+        &self.readers
     }
 
     /// Every partition this shard owns.
@@ -224,9 +251,52 @@ impl Shard {
         }
     }
 
-    /// The mesh to other shards, once joined.
+    /// The mesh to other shards, once joined; starts sending what was posted.
     pub fn set_mesh(&self, senders: Senders<ShardMessage>) {
-        *self.mesh.borrow_mut() = Some(Rc::new(senders));
+        let senders = Rc::new(senders);
+        self.outbox.start(&senders);
+        *self.mesh.borrow_mut() = Some(senders);
+    }
+
+    /// Acts on a message from another shard.
+    pub fn handle_message(self: &Rc<Self>, message: ShardMessage) {
+        let readers = &self.readers;
+        match message {
+            ShardMessage::Adopt(handoff) => {
+                glommio::spawn_local(crate::session::mqtt::adopt(Rc::clone(self), *handoff))
+                    .detach();
+            }
+            ShardMessage::Directory(entries) => readers.add_peer_directory(entries),
+            ShardMessage::Claim(claim) => readers.handle_claim(claim),
+            ShardMessage::ClaimAnswered { serial, answer } => {
+                readers.handle_answer(serial, answer);
+            }
+            ShardMessage::Release {
+                reader,
+                partition,
+                consumer_group,
+            } => readers.handle_release(reader, partition, &consumer_group),
+            ShardMessage::Steal { serial } => readers.handle_steal(serial),
+            ShardMessage::Committed { partitions } => readers.handle_committed(partitions),
+        }
+    }
+
+    /// Registers a live AMQP connection, so that stopping the shard closes it; returns its id.
+    pub fn register_amqp(&self, connection: Weak<AmqpConnection>) -> u64 {
+        let id = self.next_amqp_connection.get();
+        self.next_amqp_connection.set(id + 1);
+        self.amqp_connections.borrow_mut().insert(id, connection);
+        id
+    }
+
+    /// Forgets an AMQP connection that ended.
+    pub fn unregister_amqp(&self, id: u64) {
+        self.amqp_connections.borrow_mut().remove(&id);
+    }
+
+    /// Live AMQP connections on this shard.
+    pub fn amqp_connection_count(&self) -> usize {
+        self.amqp_connections.borrow().len()
     }
 
     /// Sends a message to another shard, waiting while its inbox is full.
@@ -263,6 +333,15 @@ impl Shard {
         self.stopping.set(true);
         for session in self.sessions.borrow().values() {
             session.close("the server is shutting down");
+        }
+        let connections: Vec<Rc<AmqpConnection>> = self
+            .amqp_connections
+            .borrow()
+            .values()
+            .filter_map(Weak::upgrade)
+            .collect();
+        for connection in connections {
+            connection.shut_down("the server is shutting down");
         }
     }
 

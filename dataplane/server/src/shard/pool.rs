@@ -29,12 +29,16 @@ const REPORT_INTERVAL: Duration = Duration::from_secs(1);
 const STOP_POLL: Duration = Duration::from_millis(25);
 /// At stop, sessions get this long to end before the shard exits.
 const STOP_GRACE: Duration = Duration::from_secs(2);
+/// At start, how long a shard waits for every other shard's partition directory.
+const DIRECTORY_TIMEOUT: Duration = Duration::from_secs(30);
 
 /// The listening sockets of one shard (one per listener, all `SO_REUSEPORT`).
 #[derive(Debug)]
 pub struct ShardListeners {
     /// MQTT sockets with their TLS configuration (`None`: plain TCP).
     pub mqtt: Vec<(OwnedFd, Option<Arc<rustls::ServerConfig>>)>,
+    /// AMQP sockets with their TLS configuration (`None`: plain TCP).
+    pub amqp: Vec<(OwnedFd, Option<Arc<rustls::ServerConfig>>)>,
 }
 
 /// Why the data plane did not start.
@@ -189,18 +193,14 @@ async fn run_shard(
         let shard = Rc::clone(&shard);
         glommio::spawn_local(async move {
             while let Some(message) = receiver.recv().await {
-                match message {
-                    ShardMessage::Adopt(handoff) => {
-                        glommio::spawn_local(crate::session::mqtt::adopt(
-                            Rc::clone(&shard),
-                            *handoff,
-                        ))
-                        .detach();
-                    }
-                }
+                shard.handle_message(message);
             }
         })
         .detach();
+    }
+    if let Err(reason) = exchange_directories(&shard).await {
+        let _ = ready.send(Err((id, reason)));
+        return;
     }
 
     let background = glommio::executor().create_task_queue(
@@ -257,6 +257,9 @@ async fn run_shard(
     for (socket, tls) in listeners.mqtt {
         glommio::spawn_local(crate::listener::accept_mqtt(Rc::clone(&shard), socket, tls)).detach();
     }
+    for (socket, tls) in listeners.amqp {
+        glommio::spawn_local(crate::listener::accept_amqp(Rc::clone(&shard), socket, tls)).detach();
+    }
     let _ = ready.send(Ok(()));
 
     while !stop.load(Ordering::Acquire) {
@@ -264,13 +267,50 @@ async fn run_shard(
     }
     shard.stop();
     let deadline = std::time::Instant::now() + STOP_GRACE;
-    while shard.session_count() > 0 && std::time::Instant::now() < deadline {
+    while shard.session_count() + shard.amqp_connection_count() > 0
+        && std::time::Instant::now() < deadline
+    {
         glommio::timer::sleep(STOP_POLL).await;
     }
     shard.send_reports();
     for partition in shard.partitions() {
         partition.flush_on_stop();
     }
+}
+
+/// Sends every other shard read handles on this shard's partitions, hooks their commits to
+/// the readers, and waits until every other shard's handles arrived: from then on, a reader
+/// on this shard can read any partition.
+async fn exchange_directories(shard: &Rc<Shard>) -> Result<(), String> {
+    let owned = shard.partitions();
+    for owner in &owned {
+        let weak = Rc::downgrade(shard);
+        let partition = owner.id();
+        owner.set_commit_hook(Box::new(move || {
+            if let Some(shard) = weak.upgrade() {
+                shard.readers().partition_committed(partition);
+            }
+        }));
+    }
+    let entries: Vec<(u32, dataplane_log::PartitionReader)> = owned
+        .iter()
+        .map(|owner| (owner.id(), owner.reader()))
+        .collect();
+    for peer in (0..shard.count).filter(|peer| *peer != shard.id) {
+        shard
+            .send_to(peer, ShardMessage::Directory(entries.clone()))
+            .await
+            .map_err(|()| format!("shard {peer} is gone"))?;
+    }
+    // Start-up only: the directories arrive within milliseconds.
+    let deadline = std::time::Instant::now() + DIRECTORY_TIMEOUT;
+    while shard.readers().directories_heard() + 1 < shard.count {
+        if std::time::Instant::now() > deadline {
+            return Err("the other shards did not send their partition directories".into());
+        }
+        glommio::timer::sleep(Duration::from_millis(1)).await;
+    }
+    Ok(())
 }
 
 /// Opens (recovering) every partition this shard owns. A partition whose recovery fails is
