@@ -33,12 +33,21 @@ def free_port():
 class Shoal:
     """One server process and its data directory."""
 
-    def __init__(self, data_dir, https_port=None, mqtt_port=8883, amqp_port=5671, extra_args=()):
+    def __init__(
+        self,
+        data_dir,
+        https_port=None,
+        mqtt_port=8883,
+        amqp_port=5671,
+        extra_args=(),
+        environment=None,
+    ):
         self.data_dir = Path(data_dir)
         self.https_port = https_port or free_port()
         self.mqtt_port = mqtt_port
         self.amqp_port = amqp_port
         self.extra_args = list(extra_args)
+        self.environment = dict(environment or {})
         self.process = None
         self.endpoints = None
         self.log_path = self.data_dir.parent / f"{self.data_dir.name}.log"
@@ -56,7 +65,12 @@ class Shoal:
             *self.extra_args,
         ]
         log = open(self.log_path, "ab")
-        self.process = subprocess.Popen(command, stdout=log, stderr=subprocess.STDOUT)
+        self.process = subprocess.Popen(
+            command,
+            stdout=log,
+            stderr=subprocess.STDOUT,
+            env={**os.environ, **self.environment},
+        )
         deadline = time.monotonic() + STARTUP_TIMEOUT_SECONDS
         while time.monotonic() < deadline:
             if self.process.poll() is not None:
@@ -111,6 +125,10 @@ class Shoal:
     @property
     def service_connection_string(self):
         return self.endpoints["service_connection_string"]
+
+    @property
+    def eventhub_connection_string(self):
+        return self.endpoints["eventhub_connection_string"]
 
     def policy_connection_string(self, policy):
         return self.endpoints["policies"][policy]
