@@ -119,7 +119,10 @@ impl Server {
             }
             if Instant::now() > deadline {
                 let _ = child.kill();
-                bail!("shoal did not start within {STARTUP_TIMEOUT:?}:\n{}", self.log());
+                bail!(
+                    "shoal did not start within {STARTUP_TIMEOUT:?}:\n{}",
+                    self.log()
+                );
             }
             std::thread::sleep(Duration::from_millis(50));
         }
@@ -185,7 +188,9 @@ impl Server {
 
     /// A port from endpoints.json.
     pub fn port(&self, key: &str) -> u16 {
-        self.endpoints[key].as_u64().expect("endpoints.json has the port") as u16
+        self.endpoints[key]
+            .as_u64()
+            .expect("endpoints.json has the port") as u16
     }
 
     /// Runs the `shoal` CLI against this server and returns its standard output.
@@ -216,7 +221,14 @@ impl Server {
 
     /// Every committed record, through `shoal events tail --json --no-follow`.
     pub fn events(&self) -> anyhow::Result<Vec<Value>> {
-        let text = self.cli(&["events", "tail", "--from", "earliest", "--json", "--no-follow"])?;
+        let text = self.cli(&[
+            "events",
+            "tail",
+            "--from",
+            "earliest",
+            "--json",
+            "--no-follow",
+        ])?;
         text.lines()
             .filter(|line| !line.trim().is_empty())
             .map(|line| serde_json::from_str(line).map_err(Into::into))
@@ -225,6 +237,17 @@ impl Server {
 
     /// A TLS connection to the MQTT listener, trusting the development CA.
     pub fn mqtt_tls(&self) -> anyhow::Result<TlsStream> {
+        self.tls_to("mqtt_port")
+    }
+
+    /// A TLS connection to the AMQP listener (the Event Hubs-compatible endpoint), trusting
+    /// the development CA.
+    pub fn amqp_tls(&self) -> anyhow::Result<TlsStream> {
+        self.tls_to("amqp_port")
+    }
+
+    /// A TLS connection to the listener on the port `port_key` of endpoints.json.
+    fn tls_to(&self, port_key: &str) -> anyhow::Result<TlsStream> {
         let ca_path = self.endpoints["ca_cert_path"]
             .as_str()
             .context("endpoints.json names the CA")?;
@@ -241,7 +264,7 @@ impl Server {
         .with_no_client_auth();
         let name = rustls::pki_types::ServerName::try_from("localhost")?.to_owned();
         let connection = rustls::ClientConnection::new(Arc::new(config), name)?;
-        let socket = TcpStream::connect(("127.0.0.1", self.port("mqtt_port")))?;
+        let socket = TcpStream::connect(("127.0.0.1", self.port(port_key)))?;
         socket.set_read_timeout(Some(Duration::from_secs(10)))?;
         socket.set_nodelay(true)?;
         Ok(rustls::StreamOwned::new(connection, socket))
@@ -274,7 +297,9 @@ pub fn wait_for_close(stream: &mut TlsStream, timeout: Duration) -> (bool, Vec<u
     let deadline = Instant::now() + timeout;
     let mut received = Vec::new();
     let mut buffer = [0u8; 4096];
-    let _ = stream.sock.set_read_timeout(Some(Duration::from_millis(100)));
+    let _ = stream
+        .sock
+        .set_read_timeout(Some(Duration::from_millis(100)));
     while Instant::now() < deadline {
         match stream.read(&mut buffer) {
             Ok(0) => return (true, received),

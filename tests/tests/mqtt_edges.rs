@@ -115,10 +115,16 @@ fn closes(stream: &mut TlsStream) -> bool {
 fn a_qos1_publish_is_acknowledged_and_lands_in_the_log() {
     // Setup: a registered device publishes one QoS 1 message.
     // Expectation: PUBACK with its packet id; the record is in the device's partition.
-    let mut server = server().lock().unwrap_or_else(std::sync::PoisonError::into_inner);
+    let mut server = server()
+        .lock()
+        .unwrap_or_else(std::sync::PoisonError::into_inner);
     let device = new_device(&server, "ok");
     let (mut stream, mut buffer) = connected(&server, &device, 60);
-    send(&mut stream, &publish_bytes(&telemetry_topic(&device), QoS::AtLeastOnce, 7, b"hi")).unwrap();
+    send(
+        &mut stream,
+        &publish_bytes(&telemetry_topic(&device), QoS::AtLeastOnce, 7, b"hi"),
+    )
+    .unwrap();
     match read_packet(&mut stream, &mut buffer) {
         Some(Packet::PubAck(ack)) => assert_eq!(ack.pkid, 7),
         other => panic!("expected PUBACK, got {other:?}"),
@@ -131,10 +137,16 @@ fn a_qos1_publish_is_acknowledged_and_lands_in_the_log() {
 
 #[test]
 fn a_qos2_publish_closes_the_connection_and_appends_nothing() {
-    let mut server = server().lock().unwrap_or_else(std::sync::PoisonError::into_inner);
+    let mut server = server()
+        .lock()
+        .unwrap_or_else(std::sync::PoisonError::into_inner);
     let device = new_device(&server, "qos2");
     let (mut stream, _) = connected(&server, &device, 60);
-    send(&mut stream, &publish_bytes(&telemetry_topic(&device), QoS::ExactlyOnce, 1, b"x")).unwrap();
+    send(
+        &mut stream,
+        &publish_bytes(&telemetry_topic(&device), QoS::ExactlyOnce, 1, b"x"),
+    )
+    .unwrap();
     assert!(closes(&mut stream), "QoS 2 must close the connection");
     assert!(events_of(&server, &device).is_empty());
     assert_alive(&mut server);
@@ -142,7 +154,9 @@ fn a_qos2_publish_closes_the_connection_and_appends_nothing() {
 
 #[test]
 fn malformed_and_truncated_packets_close_only_their_connection() {
-    let mut server = server().lock().unwrap_or_else(std::sync::PoisonError::into_inner);
+    let mut server = server()
+        .lock()
+        .unwrap_or_else(std::sync::PoisonError::into_inner);
     let device = new_device(&server, "malformed");
     let other = new_device(&server, "bystander");
     let (mut bystander, mut bystander_buffer) = connected(&server, &other, 60);
@@ -150,42 +164,72 @@ fn malformed_and_truncated_packets_close_only_their_connection() {
     // A reserved packet type (0xF0) with a remaining length.
     let (mut stream, _) = connected(&server, &device, 60);
     send(&mut stream, &[0xF0, 0x02, 0x00, 0x00]).unwrap();
-    assert!(closes(&mut stream), "a reserved packet type must close the connection");
+    assert!(
+        closes(&mut stream),
+        "a reserved packet type must close the connection"
+    );
 
     // A remaining length that never ends (five continuation bytes).
     let (mut stream, _) = connected(&server, &device, 60);
     send(&mut stream, &[0x30, 0xFF, 0xFF, 0xFF, 0xFF, 0xFF]).unwrap();
-    assert!(closes(&mut stream), "a malformed remaining length must close the connection");
+    assert!(
+        closes(&mut stream),
+        "a malformed remaining length must close the connection"
+    );
 
     // Half a PUBLISH, then the client goes away.
     let (mut stream, _) = connected(&server, &device, 60);
-    let whole = publish_bytes(&telemetry_topic(&device), QoS::AtLeastOnce, 3, b"never whole");
+    let whole = publish_bytes(
+        &telemetry_topic(&device),
+        QoS::AtLeastOnce,
+        3,
+        b"never whole",
+    );
     send(&mut stream, &whole[..whole.len() / 2]).unwrap();
     drop(stream);
 
     // A PUBLISH with a topic that is not UTF-8.
     let (mut stream, _) = connected(&server, &device, 60);
     send(&mut stream, &[0x30, 0x05, 0x00, 0x02, 0xC3, 0x28, b'x']).unwrap();
-    assert!(closes(&mut stream), "a non-UTF-8 topic must close the connection");
+    assert!(
+        closes(&mut stream),
+        "a non-UTF-8 topic must close the connection"
+    );
 
     // The other device's connection is unaffected.
-    send(&mut bystander, &publish_bytes(&telemetry_topic(&other), QoS::AtLeastOnce, 9, b"still here")).unwrap();
+    send(
+        &mut bystander,
+        &publish_bytes(&telemetry_topic(&other), QoS::AtLeastOnce, 9, b"still here"),
+    )
+    .unwrap();
     match read_packet(&mut bystander, &mut bystander_buffer) {
         Some(Packet::PubAck(ack)) => assert_eq!(ack.pkid, 9),
         other => panic!("expected PUBACK, got {other:?}"),
     }
-    assert!(events_of(&server, &device).is_empty(), "nothing from the broken connections");
+    assert!(
+        events_of(&server, &device).is_empty(),
+        "nothing from the broken connections"
+    );
     assert_alive(&mut server);
 }
 
 #[test]
 fn a_spoofed_device_id_in_the_topic_closes_the_connection() {
-    let mut server = server().lock().unwrap_or_else(std::sync::PoisonError::into_inner);
+    let mut server = server()
+        .lock()
+        .unwrap_or_else(std::sync::PoisonError::into_inner);
     let device = new_device(&server, "honest");
     let victim = new_device(&server, "victim");
     let (mut stream, _) = connected(&server, &device, 60);
-    send(&mut stream, &publish_bytes(&telemetry_topic(&victim), QoS::AtLeastOnce, 1, b"spoof")).unwrap();
-    assert!(closes(&mut stream), "publishing as another device must close the connection");
+    send(
+        &mut stream,
+        &publish_bytes(&telemetry_topic(&victim), QoS::AtLeastOnce, 1, b"spoof"),
+    )
+    .unwrap();
+    assert!(
+        closes(&mut stream),
+        "publishing as another device must close the connection"
+    );
     assert!(events_of(&server, &victim).is_empty());
     assert!(events_of(&server, &device).is_empty());
     assert_alive(&mut server);
@@ -193,14 +237,23 @@ fn a_spoofed_device_id_in_the_topic_closes_the_connection() {
 
 #[test]
 fn topics_and_subscriptions_outside_iot_hub_close_the_connection() {
-    let mut server = server().lock().unwrap_or_else(std::sync::PoisonError::into_inner);
+    let mut server = server()
+        .lock()
+        .unwrap_or_else(std::sync::PoisonError::into_inner);
     let device = new_device(&server, "topics");
     let (mut stream, _) = connected(&server, &device, 60);
-    send(&mut stream, &publish_bytes("some/broker/topic", QoS::AtLeastOnce, 1, b"x")).unwrap();
+    send(
+        &mut stream,
+        &publish_bytes("some/broker/topic", QoS::AtLeastOnce, 1, b"x"),
+    )
+    .unwrap();
     assert!(closes(&mut stream));
 
     let (mut stream, mut buffer) = connected(&server, &device, 60);
-    let mut subscribe = Subscribe::new(format!("devices/{}/messages/devicebound/#", device.id), QoS::AtLeastOnce);
+    let mut subscribe = Subscribe::new(
+        format!("devices/{}/messages/devicebound/#", device.id),
+        QoS::AtLeastOnce,
+    );
     subscribe.pkid = 5;
     let mut bytes = BytesMut::new();
     subscribe.write(&mut bytes).unwrap();
@@ -214,18 +267,29 @@ fn topics_and_subscriptions_outside_iot_hub_close_the_connection() {
     let mut bytes = BytesMut::new();
     subscribe.write(&mut bytes).unwrap();
     send(&mut stream, &bytes).unwrap();
-    assert!(closes(&mut stream), "subscribing to # must close the connection");
+    assert!(
+        closes(&mut stream),
+        "subscribing to # must close the connection"
+    );
     assert_alive(&mut server);
 }
 
 #[test]
 fn an_oversized_message_closes_the_connection_and_appends_nothing() {
-    let mut server = server().lock().unwrap_or_else(std::sync::PoisonError::into_inner);
+    let mut server = server()
+        .lock()
+        .unwrap_or_else(std::sync::PoisonError::into_inner);
     let device = new_device(&server, "big");
     let (mut stream, _) = connected(&server, &device, 60);
     let payload = vec![b'x'; 256 * 1024 + 1];
-    let _ = send(&mut stream, &publish_bytes(&telemetry_topic(&device), QoS::AtLeastOnce, 1, &payload));
-    assert!(closes(&mut stream), "a message over 256 KiB must close the connection");
+    let _ = send(
+        &mut stream,
+        &publish_bytes(&telemetry_topic(&device), QoS::AtLeastOnce, 1, &payload),
+    );
+    assert!(
+        closes(&mut stream),
+        "a message over 256 KiB must close the connection"
+    );
     assert!(events_of(&server, &device).is_empty());
     assert!(
         server.log().contains("larger than 256 KiB"),
@@ -237,13 +301,18 @@ fn an_oversized_message_closes_the_connection_and_appends_nothing() {
 
 #[test]
 fn keep_alive_is_enforced_at_one_and_a_half_times_its_value() {
-    let mut server = server().lock().unwrap_or_else(std::sync::PoisonError::into_inner);
+    let mut server = server()
+        .lock()
+        .unwrap_or_else(std::sync::PoisonError::into_inner);
     let device = new_device(&server, "keepalive");
     let (mut stream, _) = connected(&server, &device, 1);
     let started = Instant::now();
     let (closed, _) = wait_for_close(&mut stream, Duration::from_secs(6));
     let elapsed = started.elapsed();
-    assert!(closed, "a silent connection with keep-alive 1 s must be closed");
+    assert!(
+        closed,
+        "a silent connection with keep-alive 1 s must be closed"
+    );
     assert!(
         elapsed >= Duration::from_millis(1300) && elapsed < Duration::from_secs(4),
         "closed after {elapsed:?}, expected about 1.5 s"
@@ -254,33 +323,51 @@ fn keep_alive_is_enforced_at_one_and_a_half_times_its_value() {
     for _ in 0..4 {
         std::thread::sleep(Duration::from_millis(700));
         send(&mut stream, &[0xC0, 0x00]).unwrap();
-        assert!(matches!(read_packet(&mut stream, &mut buffer), Some(Packet::PingResp)));
+        assert!(matches!(
+            read_packet(&mut stream, &mut buffer),
+            Some(Packet::PingResp)
+        ));
     }
     assert_alive(&mut server);
 }
 
 #[test]
 fn a_second_connection_with_the_same_client_id_closes_the_first() {
-    let mut server = server().lock().unwrap_or_else(std::sync::PoisonError::into_inner);
+    let mut server = server()
+        .lock()
+        .unwrap_or_else(std::sync::PoisonError::into_inner);
     let device = new_device(&server, "twice");
     let (mut first, _) = connected(&server, &device, 60);
     let (mut second, mut buffer) = connected(&server, &device, 60);
     assert!(closes(&mut first), "the older connection must be closed");
-    send(&mut second, &publish_bytes(&telemetry_topic(&device), QoS::AtLeastOnce, 2, b"second")).unwrap();
-    assert!(matches!(read_packet(&mut second, &mut buffer), Some(Packet::PubAck(_))));
+    send(
+        &mut second,
+        &publish_bytes(&telemetry_topic(&device), QoS::AtLeastOnce, 2, b"second"),
+    )
+    .unwrap();
+    assert!(matches!(
+        read_packet(&mut second, &mut buffer),
+        Some(Packet::PubAck(_))
+    ));
     assert_alive(&mut server);
 }
 
 #[test]
 fn a_connection_that_never_sends_connect_is_closed_after_the_timeout() {
-    let mut server = server().lock().unwrap_or_else(std::sync::PoisonError::into_inner);
+    let mut server = server()
+        .lock()
+        .unwrap_or_else(std::sync::PoisonError::into_inner);
     let mut stream = server.mqtt_tls().unwrap();
     // Complete the TLS handshake, then stay silent.
     stream.conn.complete_io(&mut stream.sock).unwrap();
     let started = Instant::now();
     let (closed, _) = wait_for_close(&mut stream, Duration::from_secs(8));
     assert!(closed, "a connection without CONNECT must be closed");
-    assert!(started.elapsed() < Duration::from_secs(5), "closed after {:?}", started.elapsed());
+    assert!(
+        started.elapsed() < Duration::from_secs(5),
+        "closed after {:?}",
+        started.elapsed()
+    );
 
     // A TCP connection that never even starts TLS is closed too.
     let mut raw = std::net::TcpStream::connect(("127.0.0.1", server.port("mqtt_port"))).unwrap();
@@ -288,14 +375,19 @@ fn a_connection_that_never_sends_connect_is_closed_after_the_timeout() {
     let mut byte = [0u8; 1];
     let started = Instant::now();
     let result = raw.read(&mut byte);
-    assert!(matches!(result, Ok(0) | Err(_)), "expected close, got {result:?}");
+    assert!(
+        matches!(result, Ok(0) | Err(_)),
+        "expected close, got {result:?}"
+    );
     assert!(started.elapsed() < Duration::from_secs(5));
     assert_alive(&mut server);
 }
 
 #[test]
 fn bad_credentials_get_connack_refusals() {
-    let mut server = server().lock().unwrap_or_else(std::sync::PoisonError::into_inner);
+    let mut server = server()
+        .lock()
+        .unwrap_or_else(std::sync::PoisonError::into_inner);
     let device = new_device(&server, "creds");
     let cases: Vec<(Connect, v4::ConnectReturnCode)> = vec![
         {
@@ -303,7 +395,12 @@ fn bad_credentials_get_connack_refusals() {
             let mut connect = Connect::new(device.id.clone());
             connect.set_login(
                 format!("localhost/{}/?api-version=2019-10-01", device.id),
-                device_token("localhost", &device.id, "AAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAA=", 60),
+                device_token(
+                    "localhost",
+                    &device.id,
+                    "AAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAA=",
+                    60,
+                ),
             );
             (connect, v4::ConnectReturnCode::NotAuthorized)
         },
@@ -324,13 +421,19 @@ fn bad_credentials_get_connack_refusals() {
         {
             // Not a token at all.
             let mut connect = Connect::new(device.id.clone());
-            connect.set_login(format!("localhost/{}/?api-version=2019-10-01", device.id), "hunter2".to_owned());
+            connect.set_login(
+                format!("localhost/{}/?api-version=2019-10-01", device.id),
+                "hunter2".to_owned(),
+            );
             (connect, v4::ConnectReturnCode::BadUserNamePassword)
         },
         {
             // An id outside the allowed characters.
             let mut connect = Connect::new("bad id with spaces");
-            connect.set_login("localhost/bad id/?api-version=2019-10-01".to_owned(), "x".to_owned());
+            connect.set_login(
+                "localhost/bad id/?api-version=2019-10-01".to_owned(),
+                "x".to_owned(),
+            );
             (connect, v4::ConnectReturnCode::BadClientId)
         },
     ];
