@@ -10,7 +10,7 @@ mod log_common;
 
 use std::time::{Duration, Instant};
 
-use criterion::{BenchmarkId, Criterion, Throughput, criterion_group, criterion_main};
+use criterion::{BenchmarkId, Criterion, Throughput, criterion_group};
 use dataplane_log::record::{self, BuilderEncoder, RecordInput};
 use dataplane_log::{AckMode, WritePath};
 use log_common::{
@@ -167,10 +167,80 @@ fn durable_flush_latency(c: &mut Criterion) {
     group.finish();
 }
 
+/// Flush latency of the write-path variants measured round-robin, one flush of each in turn, so
+/// that the large swings of a shared disk's latency hit every variant alike (criterion measures
+/// one variant after the other). Prints percentiles; run with
+/// `SHOAL_FLUSH_COMPARE=<iterations> cargo bench -p benches --bench log_append -- log_flush`.
+fn interleaved_flush_comparison(iterations: usize) {
+    let shape = Shape::Payload(256);
+    let records = (64 * 1024) / shape.record_bytes();
+    let payload = vec![0x42u8; shape.payload_bytes()];
+    let inputs: Vec<RecordInput<'_>> = (0..records).map(|_| shape.input(&payload)).collect();
+    let variants = [
+        ("pwrite, zero-filled segments", WritePath::Pwrite, true),
+        ("pwrite, fallocated segments", WritePath::Pwrite, false),
+        (
+            "mmap, write-prefaulted and synced segments",
+            WritePath::Mmap,
+            false,
+        ),
+    ];
+    let dirs: Vec<_> = variants
+        .iter()
+        .map(|_| bench_dir("log-flush-compare"))
+        .collect();
+    let mut partitions: Vec<_> = variants
+        .iter()
+        .zip(&dirs)
+        .map(|((_, write_path, zero_fill), dir)| {
+            let config = dataplane_log::PartitionConfig {
+                zero_fill: *zero_fill,
+                ..config(*write_path, AckMode::Durable, 64 << 20)
+            };
+            open(dir, config)
+        })
+        .collect();
+    let mut samples: Vec<Vec<Duration>> = vec![Vec::with_capacity(iterations); variants.len()];
+    for i in 0..iterations {
+        for (partition, samples) in partitions.iter_mut().zip(&mut samples) {
+            housekeeping(partition);
+            let start = Instant::now();
+            partition.append(&inputs, i as i64).expect("append");
+            partition.flush_now().expect("flush");
+            samples.push(start.elapsed());
+        }
+    }
+    let bytes = records * shape.record_bytes();
+    println!("durable append of {bytes} bytes + fdatasync, {iterations} round-robin iterations:");
+    for ((name, ..), samples) in variants.iter().zip(&mut samples) {
+        samples.sort_unstable();
+        let at = |q: f64| samples[((samples.len() - 1) as f64 * q) as usize];
+        println!(
+            "  {name:<44} p50 {:>9.1?}  p90 {:>9.1?}  p99 {:>9.1?}  max {:>9.1?}",
+            at(0.5),
+            at(0.9),
+            at(0.99),
+            at(1.0)
+        );
+    }
+}
+
 criterion_group!(
     benches,
     append_throughput,
     encode_cost,
     durable_flush_latency
 );
-criterion_main!(benches);
+
+fn main() {
+    if let Some(iterations) = std::env::var("SHOAL_FLUSH_COMPARE")
+        .ok()
+        .and_then(|n| n.parse().ok())
+    {
+        interleaved_flush_comparison(iterations);
+    }
+    benches();
+    criterion::Criterion::default()
+        .configure_from_args()
+        .final_summary();
+}

@@ -21,6 +21,9 @@
 //!        └─ next_segment_request() ─▶ blocking thread: prepare() ─▶ install_prepared()
 //! ```
 //!
+//! Measured decisions (write paths, zero-filled segments, the forward flatbuffers encoder,
+//! interleaved CRCs, the recovery policy) are in `dataplane/log/DECISIONS.md`.
+//!
 //! # Never depends on
 //! glommio, tokio or any other runtime or executor, sockets, or a clock: the caller passes
 //! `now_ms` and owns all scheduling. The crate builds and is tested without io_uring, which is

@@ -280,7 +280,7 @@ fn lock_directory(dir: &Path) -> Result<File> {
 
 impl Partition {
     /// Opens (creating if needed) the partition in `dir`, which is this partition's own
-    /// directory, and recovers it (see [`recovery`](crate::recovery)). Takes an exclusive lock
+    /// directory, and recovers it (see [`recovery`]). Takes an exclusive lock
     /// on `dir/LOCK` for the life of the partition. Opening does blocking I/O (scans, syncs,
     /// preallocation): run it on a blocking thread.
     pub fn open(
@@ -547,6 +547,10 @@ impl Partition {
                 );
             }
         }
+        assert!(
+            self.record_offsets.len() == records.len(),
+            "one offset per record"
+        );
         for (i, offset) in self.record_offsets.iter().enumerate() {
             let sequence = SequenceNumber(first_sequence + i as u64);
             self.writer

@@ -440,6 +440,10 @@ impl Cursor {
     #[allow(clippy::should_implement_trait)] // lends from `self`; Iterator cannot express that
     pub fn next(&mut self) -> Result<Option<RecordView<'_>>> {
         let (position, header) = loop {
+            assert!(
+                self.segment.base_offset().0 + u64::from(self.position) == self.next_offset,
+                "the cursor's position and offset agree"
+            );
             let end = self.shared.committed.end_offset();
             if self.next_offset >= end {
                 return Ok(None);

@@ -178,7 +178,7 @@ impl RecordHeader {
         out[36..40].copy_from_slice(&self.reserved.to_le_bytes());
     }
 
-    /// Parses a header. Any 40 bytes parse; [`check_record`] decides whether they are valid.
+    /// Parses a header. Any 40 bytes parse; validation (length bounds, flags, CRC) is separate.
     pub fn decode(bytes: &[u8; RECORD_HEADER_BYTES]) -> RecordHeader {
         let u32_at = |at: usize| {
             u32::from_le_bytes([bytes[at], bytes[at + 1], bytes[at + 2], bytes[at + 3]])

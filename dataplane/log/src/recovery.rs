@@ -114,6 +114,10 @@ pub(crate) fn recover(
     let mut report = RecoveryReport::default();
     let mut ids = list_segments(dir, &mut report)?;
     ids.sort_unstable();
+    assert!(
+        ids.windows(2).all(|w| w[0] < w[1]),
+        "segment ids are unique file names"
+    );
     let mut candidates = Vec::with_capacity(ids.len());
     for (i, id) in ids.iter().enumerate() {
         let last = i + 1 == ids.len();
@@ -207,6 +211,8 @@ pub(crate) fn recover(
         }
     }
     let (end, _) = expected.expect("at least one segment was recovered");
+    assert!(writer.is_some(), "the last segment has a writer");
+    assert!(segments.len() == count, "every candidate became a segment");
     report.segments = segments.len();
     report.end = end;
     Ok(Recovered {
@@ -376,6 +382,14 @@ fn index_header_matches(segment: &Segment, header: &IndexHeader) -> bool {
 /// a bad record.
 fn scan(segment: &Segment, area: &[u8], start: (u32, u64, Option<i64>), rebuild: bool) -> Scan {
     let (mut position, mut sequence, mut time_min) = start;
+    assert!(
+        position as usize <= area.len(),
+        "scan starts inside the area"
+    );
+    assert!(
+        position.is_multiple_of(8),
+        "scan starts on a record boundary"
+    );
     let base = segment.base_offset().0;
     let interval = segment.index().interval_bytes();
     let mut next_index_position = 0u32;
@@ -577,6 +591,11 @@ fn recover_active(
         true,
     );
     let end = scan.data_bytes as usize;
+    assert!(end <= area.len(), "records end inside the data area");
+    assert!(
+        scan.stopped.is_none() || end < area.len(),
+        "a bad record lies inside the area"
+    );
     let path = segment.path().to_path_buf();
     if let Some(last_nonzero) = area[end..].iter().rposition(|b| *b != 0) {
         let garbage_end = end + last_nonzero + 1;
