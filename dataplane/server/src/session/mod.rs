@@ -21,17 +21,45 @@ pub struct SessionHandle {
     wake_writer: Rc<LocalSender<()>>,
     /// Last time the device sent something, not yet reported (ms since the Unix epoch).
     activity_ms: Cell<Option<i64>>,
+    /// When the session must end unless the device sends something first (keep-alive).
+    silence_deadline_ms: Cell<i64>,
+    /// When the device's token expires; the session ends then.
+    expiry_ms: i64,
 }
 
 impl SessionHandle {
     /// A handle for the session on `socket` whose writer wakes through `wake_writer`.
-    pub fn new(key: IdentityKey, socket: RawFd, wake_writer: Rc<LocalSender<()>>) -> Self {
+    pub fn new(
+        key: IdentityKey,
+        socket: RawFd,
+        wake_writer: Rc<LocalSender<()>>,
+        expiry_ms: i64,
+    ) -> Self {
         Self {
             key,
             socket,
             close_reason: Cell::new(None),
             wake_writer,
             activity_ms: Cell::new(None),
+            silence_deadline_ms: Cell::new(i64::MAX),
+            expiry_ms,
+        }
+    }
+
+    /// Moves the keep-alive deadline: the session ends if nothing arrives by `deadline_ms`.
+    pub fn set_silence_deadline(&self, deadline_ms: i64) {
+        self.silence_deadline_ms.set(deadline_ms);
+    }
+
+    /// Closes the session if its keep-alive or its token ran out by `now_ms`; one check per
+    /// session from the shard's sweeper, instead of a timer per read.
+    pub fn close_if_expired(&self, now_ms: i64) {
+        if now_ms >= self.expiry_ms {
+            tracing::info!(device_id = %self.key.device_id, "closing the connection: the SAS token expired");
+            self.close("the SAS token expired");
+        } else if now_ms >= self.silence_deadline_ms.get() {
+            tracing::info!(device_id = %self.key.device_id, "closing the connection: keep-alive expired (nothing received for 1.5x the keep-alive)");
+            self.close("keep-alive expired");
         }
     }
 

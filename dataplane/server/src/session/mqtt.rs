@@ -261,6 +261,10 @@ async fn run_session(
         authenticated.key.clone(),
         pipe.stream().as_raw_fd(),
         Rc::clone(&wake_writer),
+        authenticated
+            .expiry_secs
+            .saturating_mul(1000)
+            .min(i64::MAX as u64) as i64,
     ));
     let shared = Rc::new(Shared {
         out: RefCell::new(BytesMut::with_capacity(256)),
@@ -347,10 +351,8 @@ impl Session<'_> {
             Ok(client) => client,
             Err(error) => return Cow::Owned(error.to_string()),
         };
-        let keep_alive = match self.connect.keep_alive_secs {
-            0 => None,
-            secs => Some(Duration::from_millis(u64::from(secs) * 1500)),
-        };
+        // 1.5x the keep-alive, as MQTT 3.1.1 asks; 0 means no keep-alive.
+        let keep_alive_ms = i64::from(self.connect.keep_alive_secs) * 1500;
         let limits = self.shard.config.limits;
         let mut publishes: Vec<Publish> = Vec::with_capacity(16);
         loop {
@@ -402,7 +404,11 @@ impl Session<'_> {
             if !self.shared.out.borrow().is_empty() || reader.tls_wants_write() {
                 let _ = self.shared.wake_writer.try_send(());
             }
-            self.shared.handle.touch(now_ms());
+            let now = now_ms();
+            self.shared.handle.touch(now);
+            if keep_alive_ms > 0 {
+                self.shared.handle.set_silence_deadline(now + keep_alive_ms);
+            }
             if self.shared.handle.close_reason().is_some() {
                 return Cow::Borrowed("closed by the server");
             }
@@ -423,36 +429,14 @@ impl Session<'_> {
                 .await;
             }
 
-            let deadline = self.read_deadline(keep_alive);
-            let read = glommio::timer::timeout(deadline, async {
-                Ok(reader.read_plaintext(&mut inbuf).await)
-            })
-            .await
-            .map_err(drop);
-            match read {
-                Ok(Ok(true)) => {}
-                Ok(Ok(false)) => return Cow::Borrowed("the device closed the connection"),
-                Ok(Err(error)) => return Cow::Owned(error.to_string()),
-                Err(()) => {
-                    let expired = (now_ms() / 1000) as u64 >= self.authenticated.expiry_secs;
-                    let reason = if expired {
-                        "the SAS token expired"
-                    } else {
-                        "keep-alive expired (nothing received for 1.5x the keep-alive)"
-                    };
-                    tracing::info!(client_id = %self.connect.client_id, reason, "closing the connection");
-                    return Cow::Borrowed(reason);
-                }
+            // No timer per read: the shard's sweeper closes sessions past their keep-alive or
+            // token expiry (`SessionHandle::close_if_expired`), which ends this read.
+            match reader.read_plaintext(&mut inbuf).await {
+                Ok(true) => {}
+                Ok(false) => return Cow::Borrowed("the device closed the connection"),
+                Err(error) => return Cow::Owned(error.to_string()),
             }
         }
-    }
-
-    /// How long the next read may wait: 1.5x the keep-alive, and never past the token's expiry.
-    fn read_deadline(&self, keep_alive: Option<Duration>) -> Duration {
-        let now_ms = now_ms();
-        let expiry_ms = self.authenticated.expiry_secs.saturating_mul(1000) as i64;
-        let until_expiry = Duration::from_millis(expiry_ms.saturating_sub(now_ms).max(0) as u64);
-        keep_alive.map_or(until_expiry, |keep_alive| keep_alive.min(until_expiry))
     }
 
     /// Appends a batch of PUBLISHes to the device's partition.

@@ -200,6 +200,13 @@ impl Shard {
         }
     }
 
+    /// Closes every session past its keep-alive or token expiry.
+    pub fn sweep_sessions(&self, now_ms: i64) {
+        for session in self.sessions.borrow().values() {
+            session.close_if_expired(now_ms);
+        }
+    }
+
     /// Live sessions on this shard.
     pub fn session_count(&self) -> usize {
         self.sessions.borrow().len()

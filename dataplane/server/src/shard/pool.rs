@@ -23,6 +23,9 @@ use crate::sync::IdentityCache;
 /// How often a shard applies control-plane messages: a device created over REST can connect
 /// within this (plus the REST call) on every shard.
 const CONTROL_POLL: Duration = Duration::from_millis(20);
+/// How often sessions are checked for keep-alive and token expiry; a silent session is closed
+/// between 1.5x its keep-alive and that plus this.
+const SWEEP_INTERVAL: Duration = Duration::from_millis(250);
 /// How often connection states and activity go to the control plane.
 const REPORT_INTERVAL: Duration = Duration::from_secs(1);
 /// How often a shard checks for a stop request.
@@ -229,6 +232,20 @@ async fn run_shard(
                 loop {
                     glommio::timer::sleep(REPORT_INTERVAL).await;
                     shard.send_reports();
+                }
+            },
+            background,
+        )
+        .map(glommio::Task::detach)
+        .ok();
+    }
+    {
+        let shard = Rc::clone(&shard);
+        glommio::spawn_local_into(
+            async move {
+                loop {
+                    glommio::timer::sleep(SWEEP_INTERVAL).await;
+                    shard.sweep_sessions(super::now_ms());
                 }
             },
             background,
