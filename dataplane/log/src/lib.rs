@@ -71,6 +71,19 @@ pub use segment::{PreparedSegment, SegmentPrep};
 /// The body schema's generated accessors (`shoal.log.Record`, `shoal.log.Property`).
 pub use schemas::record as body;
 
+// The threading contract, checked at compile time: the owner may move a partition to its
+// shard, flush requests and segment preparations travel to I/O threads, readers go anywhere.
+const _: () = {
+    const fn send<T: Send>() {}
+    const fn send_and_sync<T: Send + Sync>() {}
+    send::<Partition>();
+    send::<Cursor>();
+    send::<FlushRequest>();
+    send::<SegmentPrep>();
+    send::<PreparedSegment>();
+    send_and_sync::<PartitionReader>();
+};
+
 /// Byte position of a record in its partition, as Event Hubs exposes it (as a string).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Default)]
 pub struct Offset(pub u64);

@@ -274,6 +274,13 @@ fn read_header(
     let header = match SegmentHeader::decode(&bytes) {
         Ok(header) => header,
         Err(_) if last && bytes.iter().all(|b| *b == 0) => {
+            // Renamed at a roll, but the header never reached the disk. Removing it loses
+            // nothing only if no record reached the disk either; otherwise an operator decides.
+            if !file_is_zeros(&file, SEGMENT_HEADER_BYTES as u64, file_bytes)
+                .map_err(open_failed)?
+            {
+                return corrupt("header is all zeros but the segment holds data");
+            }
             remove_torn_segment(dir, id, &path, report)?;
             return Ok(None);
         }
@@ -285,13 +292,36 @@ fn read_header(
     if header.base_offset != id.0 {
         return corrupt("base offset differs from the file name");
     }
-    if header.data_capacity + SEGMENT_HEADER_BYTES as u64 != file_bytes {
-        return corrupt("data capacity differs from the file size");
-    }
-    if header.data_capacity >= 1 << 32 || !header.data_capacity.is_multiple_of(8) {
+    if header.data_capacity_bytes >= 1 << 32 || !header.data_capacity_bytes.is_multiple_of(8) {
         return corrupt("data capacity out of bounds");
     }
+    if header.data_capacity_bytes + SEGMENT_HEADER_BYTES as u64 != file_bytes {
+        return corrupt("data capacity differs from the file size");
+    }
+    // Far beyond any real log (2^62 bytes or records), and it keeps every later addition of a
+    // segment-sized amount free of overflow.
+    if header.base_offset > POSITION_MAX || header.base_sequence > POSITION_MAX {
+        return corrupt("base offset or sequence out of range");
+    }
     Ok(Some(Candidate { path, file, header }))
+}
+
+/// Largest base offset or base sequence number a segment may declare.
+const POSITION_MAX: u64 = 1 << 62;
+
+/// Whether `file[from..to]` holds only zeros.
+fn file_is_zeros(file: &File, from: u64, to: u64) -> io::Result<bool> {
+    let mut buffer = vec![0u8; 1 << 20];
+    let mut at = from;
+    while at < to {
+        let len = (to - at).min(buffer.len() as u64) as usize;
+        file.read_exact_at(&mut buffer[..len], at)?;
+        if buffer[..len].iter().any(|b| *b != 0) {
+            return Ok(false);
+        }
+        at += len as u64;
+    }
+    Ok(true)
 }
 
 fn remove_torn_segment(
@@ -322,7 +352,7 @@ fn open_segment(
     let Candidate { path, file, header } = candidate;
     let open_failed = |error| error::open_failed(path.clone(), error);
     let mut options = MmapOptions::new();
-    options.len(SEGMENT_HEADER_BYTES + header.data_capacity as usize);
+    options.len(SEGMENT_HEADER_BYTES + header.data_capacity_bytes as usize);
     let map: MmapRaw = if writable {
         options.map_raw(&file)
     } else {
@@ -330,7 +360,7 @@ fn open_segment(
     }
     .map_err(open_failed)?;
     let interval = config.index_interval_bytes;
-    let entry_capacity = index::entry_capacity(header.data_capacity, interval);
+    let entry_capacity = index::entry_capacity(header.data_capacity_bytes, interval);
     let index_path = dir.join(segment::index_file_name(SegmentId(header.base_offset)));
     let index = match open_index_file(&index_path, entry_capacity) {
         Ok(index_file) => SegmentIndex::map_file(&index_file, entry_capacity, interval)
@@ -539,7 +569,7 @@ fn validate_sealed_index(
         (last_entry.position, sequence, None),
         false,
     );
-    let records = last_entry.sequence_delta + tail.records;
+    let records = last_entry.sequence_delta.checked_add(tail.records)?;
     let ends_right = tail.stopped.is_none()
         && tail.data_bytes == data_bytes
         && records == header.sealed_record_count;

@@ -9,7 +9,7 @@
 //!  ├─────────────────┴──────────┴──┬──────┴────────┴─────┬────────┴───────────┤
 //!  │ base_offset u64 (24..32)      │ base_sequence u64   │ created_ms i64     │
 //!  ├───────────────────────────────┼─────────────────────┴────────────────────┤
-//!  │ data_capacity u64 (48..56)    │ reserved u64 = 0 (56..64)                │
+//!  │ data_capacity_bytes u64       │ reserved u64 = 0 (56..64)                │
 //!  ├───────────────────────────────┴──────────────────────────────────────────┤
 //!  │ data area, from byte 64: record │ record │ ... │ zeros to the end of file │
 //!  └──────────────────────────────────────────────────────────────────────────┘
@@ -83,18 +83,19 @@ pub struct SegmentHeader {
     /// When the segment was started, ms since the Unix epoch.
     pub created_ms: i64,
     /// Bytes in the data area (file length minus the header).
-    pub data_capacity: u64,
+    pub data_capacity_bytes: u64,
     /// Zero.
     pub reserved_tail: u64,
 }
 
 const _: () = assert!(size_of::<SegmentHeader>() == SEGMENT_HEADER_BYTES);
 const _: () = assert!(std::mem::offset_of!(SegmentHeader, base_offset) == 24);
-const _: () = assert!(std::mem::offset_of!(SegmentHeader, data_capacity) == 48);
+const _: () = assert!(std::mem::offset_of!(SegmentHeader, data_capacity_bytes) == 48);
 const _: () = assert!(SEGMENT_HEADER_BYTES.is_multiple_of(crate::record::RECORD_ALIGNMENT_BYTES));
 
 impl SegmentHeader {
-    pub(crate) fn encode(&self) -> [u8; SEGMENT_HEADER_BYTES] {
+    /// Serializes the header, computing its CRC.
+    pub fn encode(&self) -> [u8; SEGMENT_HEADER_BYTES] {
         let mut out = [0u8; SEGMENT_HEADER_BYTES];
         out[0..8].copy_from_slice(&self.magic);
         out[12..14].copy_from_slice(&self.version.to_le_bytes());
@@ -104,7 +105,7 @@ impl SegmentHeader {
         out[24..32].copy_from_slice(&self.base_offset.to_le_bytes());
         out[32..40].copy_from_slice(&self.base_sequence.to_le_bytes());
         out[40..48].copy_from_slice(&self.created_ms.to_le_bytes());
-        out[48..56].copy_from_slice(&self.data_capacity.to_le_bytes());
+        out[48..56].copy_from_slice(&self.data_capacity_bytes.to_le_bytes());
         out[56..64].copy_from_slice(&self.reserved_tail.to_le_bytes());
         let crc = crc32c::crc32c(&out[12..]);
         out[8..12].copy_from_slice(&crc.to_le_bytes());
@@ -112,9 +113,7 @@ impl SegmentHeader {
     }
 
     /// Parses and checks a header; the error says what is wrong.
-    pub(crate) fn decode(
-        bytes: &[u8; SEGMENT_HEADER_BYTES],
-    ) -> std::result::Result<Self, &'static str> {
+    pub fn decode(bytes: &[u8; SEGMENT_HEADER_BYTES]) -> std::result::Result<Self, &'static str> {
         let u16_at = |at: usize| u16::from_le_bytes([bytes[at], bytes[at + 1]]);
         let u32_at = |at: usize| {
             u32::from_le_bytes([bytes[at], bytes[at + 1], bytes[at + 2], bytes[at + 3]])
@@ -143,7 +142,7 @@ impl SegmentHeader {
             base_offset: u64_at(24),
             base_sequence: u64_at(32),
             created_ms: u64_at(40) as i64,
-            data_capacity: u64_at(48),
+            data_capacity_bytes: u64_at(48),
             reserved_tail: u64_at(56),
         };
         if header.flags != 0 || header.reserved != 0 || header.reserved_tail != 0 {
@@ -244,6 +243,10 @@ pub(crate) fn prefault(map: &MmapRaw, start: usize, len: usize, write: bool) -> 
 
 /// A segment as readers and the writer share it.
 ///
+/// Reading the mapping as `&[u8]` assumes that nothing outside this partition writes the file
+/// while it is mapped: the partition directory is locked (`LOCK`, `flock`) by its owner, and
+/// operators must not edit segment files of a running partition.
+///
 /// # Invariants
 /// - Bytes of the data area below the partition's committed end are never written again.
 /// - At most one [`SegmentWriter`] exists per segment (`writer_claimed`).
@@ -275,7 +278,7 @@ pub(crate) struct SegmentParts {
 
 impl Segment {
     pub(crate) fn new(parts: SegmentParts) -> Segment {
-        let data_capacity = parts.header.data_capacity;
+        let data_capacity = parts.header.data_capacity_bytes;
         assert!(
             parts.map.len() as u64 >= SEGMENT_HEADER_BYTES as u64 + data_capacity,
             "mapping covers the data area"
@@ -307,13 +310,13 @@ impl Segment {
 
     /// Bytes in the data area.
     pub(crate) fn data_capacity(&self) -> u32 {
-        self.header.data_capacity as u32
+        self.header.data_capacity_bytes as u32
     }
 
     /// Bytes the segment and index files take on disk.
     pub(crate) fn file_bytes(&self) -> u64 {
         SEGMENT_HEADER_BYTES as u64
-            + self.header.data_capacity
+            + self.header.data_capacity_bytes
             + index::index_file_bytes(self.index.entry_capacity())
     }
 
@@ -690,7 +693,7 @@ impl PreparedSegment {
     /// the files to their final names. The caller syncs the directory with the next flush.
     pub(crate) fn install(mut self, header: SegmentHeader) -> Result<Arc<Segment>> {
         assert!(
-            header.data_capacity == self.data_capacity,
+            header.data_capacity_bytes == self.data_capacity,
             "header matches the prepared size"
         );
         let (Some(file), Some(map), Some(index)) =
@@ -749,8 +752,8 @@ impl Drop for PreparedSegment {
     }
 }
 
-/// A new segment header for `partition`.
-pub(crate) fn new_header(
+/// A new segment header for `partition` (its CRC is computed by [`SegmentHeader::encode`]).
+pub fn new_header(
     partition: PartitionId,
     base_offset: Offset,
     base_sequence: SequenceNumber,
@@ -764,7 +767,7 @@ pub(crate) fn new_header(
         base_offset: base_offset.0,
         base_sequence: base_sequence.0,
         created_ms,
-        data_capacity,
+        data_capacity_bytes: data_capacity,
         ..SegmentHeader::default()
     }
 }
