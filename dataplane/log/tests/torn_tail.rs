@@ -58,6 +58,9 @@ fn a_torn_tail_is_truncated_reported_and_overwritten_by_the_next_append() {
             .write(true)
             .open(path)
             .expect("open segment");
+        let mut original = vec![0u8; (last - first + 4096) as usize];
+        file.read_exact_at(&mut original, first)
+            .expect("read the intact tail");
         let cut = first + rng.below(last - first + 1);
         file.write_all_at(&vec![0u8; (last - cut) as usize], cut)
             .expect("zero the tail");
@@ -71,14 +74,20 @@ fn a_torn_tail_is_truncated_reported_and_overwritten_by_the_next_append() {
         file.read_exact_at(&mut image, first).expect("read back");
         drop(file);
 
-        let survivors: Vec<_> = spans
-            .iter()
-            .filter(|s| s.position + s.length <= cut || !s.in_active)
-            .collect();
+        // A record survives when its bytes did not change (a cut inside a run of zeros changes
+        // nothing); the first one that changed is where the torn tail starts.
+        let unchanged = |s: &&common::RecordSpan| {
+            let range = (s.position - first) as usize..(s.position + s.length - first) as usize;
+            original[range.clone()] == image[range]
+        };
         let torn = active
             .iter()
-            .find(|s| s.position + s.length > cut)
+            .find(|s| !unchanged(s))
             .map_or(last, |s| s.position);
+        let survivors: Vec<_> = spans
+            .iter()
+            .filter(|s| !s.in_active || s.position < torn)
+            .collect();
         let last_nonzero = image
             .iter()
             .rposition(|b| *b != 0)
