@@ -41,10 +41,12 @@
 //!  └──────┴─────────────────┴─────────────┴─────────────┴──────────────────────────────────────┘
 //! ```
 //!
-//! The same bytes could be produced with a `FlatBufferBuilder` ([`BuilderEncoder`] does, for
-//! tests and for the comparison in `DECISIONS.md`), but the builder writes back to front into its
-//! own buffer, which then has to be copied; the forward encoder copies the payload exactly once
-//! and measured several times faster.
+//! The same meaning could be produced with a `FlatBufferBuilder` ([`BuilderEncoder`] does, for
+//! tests and for the comparison in `DECISIONS.md`), but the builder writes back to front into
+//! its own buffer, which then has to be copied; the forward encoder knows the exact size before
+//! writing, copies the payload exactly once, and measured 2.4-3.1x faster per body (21 ns
+//! versus 52 ns for a 256-byte payload, 83 ns versus 203 ns with IoT Hub's system properties;
+//! `benches/benches/log_append.rs`, `log_encode` group).
 //!
 //! # Invariants
 //! - `body_bytes(input)` is exactly the number of bytes `encode_body` writes for `input`.
