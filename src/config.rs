@@ -49,6 +49,7 @@ pub enum AckSetting {
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
 #[serde(rename_all = "lowercase")]
 pub enum WritePathSetting {
+    Auto,
     Pwrite,
     Mmap,
 }

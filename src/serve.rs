@@ -210,6 +210,10 @@ fn data_plane_config(
         });
     }
     let log = &config.log;
+    let ack = match config.dataplane.ack {
+        AckSetting::Durable => dataplane_log::AckMode::Durable,
+        AckSetting::Written => dataplane_log::AckMode::Written,
+    };
     let hours_ms = u64::from(log.retention_hours) * 3_600_000;
     Ok(dataplane::DataPlaneConfig {
         shard_count,
@@ -227,13 +231,11 @@ fn data_plane_config(
         log: dataplane_log::PartitionConfig {
             segment_bytes: u64::from(log.segment_mib) << 20,
             write_path: match log.write_path {
+                WritePathSetting::Auto => dataplane_log::WritePath::for_ack(ack),
                 WritePathSetting::Pwrite => dataplane_log::WritePath::Pwrite,
                 WritePathSetting::Mmap => dataplane_log::WritePath::Mmap,
             },
-            ack: match config.dataplane.ack {
-                AckSetting::Durable => dataplane_log::AckMode::Durable,
-                AckSetting::Written => dataplane_log::AckMode::Written,
-            },
+            ack,
             retention_ms: (hours_ms > 0).then_some(hours_ms),
             retention_bytes: (log.retention_mib > 0).then_some(log.retention_mib << 20),
             ..dataplane_log::PartitionConfig::default()

@@ -451,3 +451,62 @@ fn bad_credentials_get_connack_refusals() {
     }
     assert_alive(&mut server);
 }
+
+#[test]
+fn a_will_is_sent_as_telemetry_when_the_connection_drops_without_disconnect() {
+    // Setup: a device connects with a will on its telemetry topic, then its TCP connection
+    // drops; a second device with a will disconnects cleanly.
+    // Expectation: the first will lands as telemetry stamped iothub-MessageType=Will; the
+    // second is discarded, as MQTT and IoT Hub specify.
+    let mut server = server()
+        .lock()
+        .unwrap_or_else(std::sync::PoisonError::into_inner);
+    for (name, clean) in [("will-dropped", false), ("will-clean", true)] {
+        let device = new_device(&server, name);
+        let mut connect = Connect::new(device.id.clone());
+        connect.keep_alive = 60;
+        connect.clean_session = false;
+        connect.last_will = Some(v4::LastWill::new(
+            telemetry_topic(&device),
+            b"gone".to_vec(),
+            QoS::AtLeastOnce,
+            false,
+        ));
+        connect.set_login(
+            format!("localhost/{}/?api-version=2019-10-01", device.id),
+            device_token("localhost", &device.id, &device.key, 3600),
+        );
+        let mut bytes = BytesMut::new();
+        connect.write(&mut bytes).unwrap();
+        let mut stream = server.mqtt_tls().unwrap();
+        send(&mut stream, &bytes).unwrap();
+        let mut buffer = BytesMut::new();
+        assert!(matches!(
+            read_packet(&mut stream, &mut buffer),
+            Some(Packet::ConnAck(_))
+        ));
+        if clean {
+            send(&mut stream, &[0xE0, 0x00]).unwrap();
+            assert!(closes(&mut stream));
+        } else {
+            stream.sock.shutdown(std::net::Shutdown::Both).unwrap();
+        }
+        drop(stream);
+        let deadline = Instant::now() + Duration::from_secs(5);
+        let events = loop {
+            let events = events_of(&server, &device);
+            if !events.is_empty() || Instant::now() > deadline {
+                break events;
+            }
+            std::thread::sleep(Duration::from_millis(100));
+        };
+        if clean {
+            assert!(events.is_empty(), "a clean DISCONNECT discards the will");
+        } else {
+            assert_eq!(events.len(), 1);
+            assert_eq!(events[0]["body"], "gone");
+            assert_eq!(events[0]["properties"]["iothub-MessageType"], "Will");
+        }
+    }
+    assert_alive(&mut server);
+}

@@ -51,6 +51,28 @@ const SHARD_BACKPRESSURE_POLL: Duration = Duration::from_millis(2);
 /// `iothub-message-source` of device telemetry.
 const TELEMETRY_SOURCE: &str = "Telemetry";
 
+/// A message to append: a PUBLISH, or the will of a connection that dropped.
+struct Incoming<'a> {
+    topic: &'a str,
+    payload: &'a [u8],
+    delivery: Delivery,
+    retain: bool,
+    /// A will: stamped `iothub-MessageType: Will`, as IoT Hub does.
+    will: bool,
+}
+
+impl<'a> From<&'a Publish> for Incoming<'a> {
+    fn from(publish: &'a Publish) -> Self {
+        Self {
+            topic: publish.topic(),
+            payload: publish.payload(),
+            delivery: publish.delivery(),
+            retain: publish.retain(),
+            will: false,
+        }
+    }
+}
+
 /// Serves a connection accepted on this shard: handshake, CONNECT, authentication, then the
 /// session here or on the device's home shard.
 pub async fn serve_accepted(shard: Rc<Shard>, stream: TcpStream, tls: Option<Arc<ServerConfig>>) {
@@ -290,8 +312,12 @@ async fn run_session(
         authenticated: &authenticated,
         subscriptions,
         decoder: Decoder::new(shard.config.limits.mqtt_packet_bytes_max),
+        disconnected_cleanly: false,
     };
     let reason = session.read_loop(reader, inbuf, &space_wakes).await;
+    if !session.disconnected_cleanly {
+        session.send_will();
+    }
     shared.finished.set(true);
     let _ = shared.wake_writer.try_send(());
     let reason = handle.close_reason().map_or(reason, Cow::Borrowed);
@@ -337,6 +363,8 @@ struct Session<'c> {
     authenticated: &'c Authenticated,
     subscriptions: SubscriptionSet,
     decoder: Decoder,
+    /// The device sent DISCONNECT: its will is discarded.
+    disconnected_cleanly: bool,
 }
 
 impl Session<'_> {
@@ -382,7 +410,10 @@ impl Session<'_> {
                             }
                         }
                         Packet::PingReq => PingResp.encode(&mut *self.shared.out.borrow_mut()),
-                        Packet::Disconnect => return Cow::Borrowed("the device disconnected"),
+                        Packet::Disconnect => {
+                            self.disconnected_cleanly = true;
+                            return Cow::Borrowed("the device disconnected");
+                        }
                         Packet::Connect(_) => {
                             tracing::info!(client_id = %self.connect.client_id, "second CONNECT on a connection; closing it");
                             return Cow::Borrowed("a second CONNECT");
@@ -445,17 +476,47 @@ impl Session<'_> {
         client: &ClientId<'_>,
         publishes: &[Publish],
     ) -> Result<(), Cow<'static, str>> {
+        let incoming: Vec<Incoming<'_>> = publishes.iter().map(Incoming::from).collect();
+        self.append(client, &incoming)
+    }
+
+    /// A connection that ended without DISCONNECT sends its will as telemetry (checklist P1).
+    fn send_will(&self) {
+        let Some(will) = &self.connect.will else {
+            return;
+        };
+        let Ok(client) = ClientId::parse(&self.connect.client_id) else {
+            return;
+        };
+        let incoming = [Incoming {
+            topic: &will.topic,
+            payload: &will.message,
+            delivery: Delivery::AtMostOnce,
+            retain: false,
+            will: true,
+        }];
+        if let Err(reason) = self.append(&client, &incoming) {
+            tracing::info!(client_id = %self.connect.client_id, %reason, "the will was not sent");
+        }
+    }
+
+    /// Appends messages to the device's partition, stamping IoT Hub's system properties.
+    fn append(
+        &self,
+        client: &ClientId<'_>,
+        publishes: &[Incoming<'_>],
+    ) -> Result<(), Cow<'static, str>> {
         let client_id = &self.connect.client_id;
         let mut bags = Vec::with_capacity(publishes.len());
         for publish in publishes {
-            let properties = match PublishTopic::parse(publish.topic(), client) {
+            let properties = match PublishTopic::parse(publish.topic, client) {
                 Ok(PublishTopic::Telemetry { properties }) => properties,
                 Ok(other) => {
-                    tracing::info!(%client_id, topic = publish.topic(), ?other, "closing the connection: twin and method topics are not served yet");
+                    tracing::info!(%client_id, topic = publish.topic, ?other, "closing the connection: twin and method topics are not served yet");
                     return Err(Cow::Borrowed("twin and method topics are not served yet"));
                 }
                 Err(error) => {
-                    tracing::info!(%client_id, topic = publish.topic(), %error, "closing the connection: a PUBLISH outside IoT Hub's topics");
+                    tracing::info!(%client_id, topic = publish.topic, %error, "closing the connection: a PUBLISH outside IoT Hub's topics");
                     return Err(Cow::Owned(error.to_string()));
                 }
             };
@@ -463,7 +524,7 @@ impl Session<'_> {
                 tracing::info!(%client_id, %error, "closing the connection: invalid message properties");
                 Cow::Owned(error.to_string())
             })?;
-            if let Err(error) = bag.check_message_size(publish.payload().len()) {
+            if let Err(error) = bag.check_message_size(publish.payload.len()) {
                 tracing::warn!(%client_id, %error, "refused a device-to-cloud message larger than 256 KiB (body plus properties); closing the connection");
                 return Err(Cow::Owned(error.to_string()));
             }
@@ -476,8 +537,11 @@ impl Session<'_> {
         for (bag, publish) in bags.iter().zip(publishes) {
             let start = application.len();
             application.extend(bag.application());
-            if publish.retain() {
+            if publish.retain {
                 application.push((Cow::Borrowed("mqtt-retain"), Cow::Borrowed("true")));
+            }
+            if publish.will {
+                application.push((Cow::Borrowed("iothub-MessageType"), Cow::Borrowed("Will")));
             }
             ranges.push(start..application.len());
         }
@@ -515,9 +579,9 @@ impl Session<'_> {
                 auth_generation_id: Some(&identity.generation_id),
                 message_source: Some(TELEMETRY_SOURCE),
                 properties: &application[range],
-                payload: publish.payload(),
+                payload: publish.payload,
             });
-            acknowledgements.push(match publish.delivery() {
+            acknowledgements.push(match publish.delivery {
                 Delivery::AtMostOnce => None,
                 Delivery::AtLeastOnce { pkid, .. } => Some(pkid),
             });
