@@ -25,12 +25,13 @@ use dataplane_log::{Offset, SequenceNumber, StartPosition};
 
 /// Where a cursor starts for a receiver's selector filter. Clients send offsets as opaque
 /// strings; ours are byte positions, and anything that is not one (or is negative) means the
-/// start of the partition.
+/// start of the partition. A receiver without a filter starts at the beginning too: the SDKs
+/// always send one, except after a reconnect that has no offset to resume from, and reading
+/// again beats losing events.
 pub fn start_position(selector: Option<&Selector>) -> StartPosition {
     match selector {
-        // Event Hubs starts at the end when a receiver names no position.
-        None | Some(Selector::Latest) => StartPosition::Latest,
-        Some(Selector::Start) => StartPosition::Earliest,
+        None | Some(Selector::Start) => StartPosition::Earliest,
+        Some(Selector::Latest) => StartPosition::Latest,
         Some(Selector::Offset { offset, inclusive }) => match offset.parse::<u64>() {
             Ok(offset) => StartPosition::Offset {
                 offset: Offset(offset),
@@ -109,6 +110,6 @@ mod tests {
             parse("amqp.annotation.x-opt-enqueued-time > '1700000000000'"),
             StartPosition::EnqueuedTime(1_700_000_000_001)
         );
-        assert_eq!(start_position(None), StartPosition::Latest);
+        assert_eq!(start_position(None), StartPosition::Earliest);
     }
 }
