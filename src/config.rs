@@ -388,6 +388,26 @@ mod tests {
     }
 
     #[test]
+    fn the_plain_amqp_listener_is_off_unless_given_a_port_of_its_own() {
+        let config = Config::load(None, env(&[]), &Overrides::default()).unwrap();
+        assert_eq!(config.listeners.amqp_plain_port, 0);
+        let config = Config::load(
+            None,
+            env(&[("SHOAL_LISTENERS_AMQP_PLAIN_PORT", "5672")]),
+            &Overrides::default(),
+        )
+        .unwrap();
+        assert_eq!(config.listeners.amqp_plain_port, 5672);
+        let error = Config::load(
+            None,
+            env(&[("SHOAL_LISTENERS_AMQP_PLAIN_PORT", "5671")]),
+            &Overrides::default(),
+        )
+        .unwrap_err();
+        assert!(format!("{error:#}").contains("both 5671"), "{error:#}");
+    }
+
+    #[test]
     fn unknown_keys_and_bad_values_are_refused_with_their_name() {
         let dir = tempfile::tempdir().unwrap();
         let path = dir.path().join("shoal.toml");
