@@ -52,7 +52,10 @@ impl Row {
             p99_ns: publish["puback"]["p99_ns"].as_f64()?,
             cpu_us_per_msg: server["cpu_us_per_msg"].as_f64(),
             rss_bytes: server["rss_end_bytes"].as_f64(),
-            generator_pct: generator["load_thread_cpu_pct"].as_f64().unwrap_or(0.0),
+            generator_pct: generator["load_thread_busy_pct"]
+                .as_f64()
+                .or_else(|| generator["load_thread_cpu_pct"].as_f64())
+                .unwrap_or(0.0),
             other_cores: generator["other_processes_cores"].as_f64(),
             counts_add_up: publish["counts_add_up"].as_bool().unwrap_or(false),
             errors: errors(&publish["counts"]["errors"])
@@ -173,7 +176,7 @@ mod tests {
                     "counts": {"errors": {}},
                 },
                 "server": {"cpu_us_per_msg": cpu, "rss_end_bytes": rss},
-                "generator": {"load_thread_cpu_pct": 40.0, "other_processes_cores": 0.01},
+                "generator": {"load_thread_busy_pct": 40.0, "other_processes_cores": 0.01},
                 "connections": {"errors": {"connect_refused": 2}},
             }
         })

@@ -115,6 +115,10 @@ pub struct Plan {
     pub server_pid: Option<u32>,
     /// Seed for payload sizes.
     pub seed: u64,
+    /// When the next thing to do is at most this far away, poll without sleeping: a sleep
+    /// and wake-up costs more than the wait (tens of microseconds of CPU on a VM) and
+    /// would make open-loop sends late. 0 = always sleep.
+    pub spin_ns: u64,
     /// Extra text for the progress line (the consumer's counts).
     pub progress_extra: Option<Box<dyn Fn() -> String + Send>>,
     /// Set to the start of the measured window once publishing starts (for the consumer).
@@ -143,6 +147,8 @@ pub struct Snapshot {
     pub server: Option<ProcessSample>,
     /// The load thread's CPU time.
     pub generator_thread_cpu_ns: u64,
+    /// Of which spent spinning on empty polls just before a due time (not work).
+    pub generator_spin_ns: u64,
     /// This process's CPU time (load thread + consumer threads + main).
     pub generator_process_cpu_ns: u64,
     /// This process's resident memory.
@@ -152,11 +158,12 @@ pub struct Snapshot {
 }
 
 impl Snapshot {
-    fn take(server_pid: Option<u32>) -> Self {
+    fn take(server_pid: Option<u32>, spin_ns: u64) -> Self {
         Self {
             at_ns: now_ns(),
             server: server_pid.and_then(procfs::sample_process),
             generator_thread_cpu_ns: clock::thread_cpu_ns(),
+            generator_spin_ns: spin_ns,
             generator_process_cpu_ns: clock::process_cpu_ns(),
             generator_rss_bytes: procfs::sample_process(std::process::id())
                 .map_or(0, |s| s.rss_bytes),
@@ -401,6 +408,8 @@ const PACKET_BYTES_MAX: usize = 1 << 20;
 struct Ctx {
     epoll: Epoll,
     now: u64,
+    /// Time spent in empty polls while spinning towards a due time.
+    spin_ns: u64,
     scratch: Vec<u8>,
     rng: Rng,
     origin: LatencyOrigin,
@@ -469,6 +478,7 @@ pub fn run(plan: &Plan) -> anyhow::Result<Outcome> {
     let mut ctx = Ctx {
         epoll: Epoll::new()?,
         now: now_ns(),
+        spin_ns: 0,
         scratch: vec![0; 64 * 1024],
         rng: Rng::new(plan.seed),
         origin: if plan.open_rate.is_some() {
@@ -510,10 +520,10 @@ pub fn run(plan: &Plan) -> anyhow::Result<Outcome> {
     let mut ticker = Ticker::new(plan.server_pid);
 
     // Connect phase.
-    let before_connect = Snapshot::take(plan.server_pid);
+    let before_connect = Snapshot::take(plan.server_pid, ctx.spin_ns);
     ctx.now = now_ns();
     ctx.ramp_start_ns = ctx.now;
-    ticker.start(ctx.now);
+    ticker.start(ctx.now, 0);
     let mut next_sweep = ctx.now + SWEEP_NS;
     while !ctx.to_connect.is_empty() || ctx.setting_up > 0 || ctx.backing_off > 0 {
         start_connects(plan, &mut ctx, &mut conns);
@@ -529,7 +539,7 @@ pub fn run(plan: &Plan) -> anyhow::Result<Outcome> {
     }
     ctx.ramp_limited = false;
     ctx.conn.connected_after_ramp = ctx.connected;
-    let after_connect = Snapshot::take(plan.server_pid);
+    let after_connect = Snapshot::take(plan.server_pid, ctx.spin_ns);
     if ctx.connected == 0 {
         let kinds: Vec<String> = ctx
             .conn
@@ -575,7 +585,7 @@ pub fn run(plan: &Plan) -> anyhow::Result<Outcome> {
         t.t_s -= (publish_start - ticker.origin_ns) as f64 / 1e9;
     }
     // Ticks restart with publishing, so timeline points fall on whole seconds of it.
-    ticker.start(publish_start);
+    ticker.start(publish_start, ctx.spin_ns);
     ctx.interval.reset();
     ctx.interval_sent = 0;
     ctx.interval_acked = 0;
@@ -591,7 +601,7 @@ pub fn run(plan: &Plan) -> anyhow::Result<Outcome> {
     }
     loop {
         if window_start.is_none() && ctx.now >= ctx.measure_start_ns {
-            window_start = Some(Snapshot::take(plan.server_pid));
+            window_start = Some(Snapshot::take(plan.server_pid, ctx.spin_ns));
         }
         if ctx.now >= ctx.stop_ns || (count_mode && ctx.total_sent >= plan.messages) {
             break;
@@ -634,7 +644,7 @@ pub fn run(plan: &Plan) -> anyhow::Result<Outcome> {
     // The measured window ends here for duration runs. Open loop: every message due before
     // the stop is still owed, so devices keep sending their backlog during the drain, and
     // those late messages are measured with the lateness they really had.
-    let mut window_end = (!count_mode).then(|| Snapshot::take(plan.server_pid));
+    let mut window_end = (!count_mode).then(|| Snapshot::take(plan.server_pid, ctx.spin_ns));
     let owed = if let Some(schedule) = ctx.schedule {
         release_due(plan, &mut ctx, &mut conns, &schedule);
         schedule.total().unwrap_or(ctx.due_total)
@@ -663,7 +673,7 @@ pub fn run(plan: &Plan) -> anyhow::Result<Outcome> {
     if count_mode {
         // Count runs measure until the last acknowledgement.
         ctx.stop_ns = ctx.last_ack_ns.max(ctx.measure_start_ns);
-        window_end = Some(Snapshot::take(plan.server_pid));
+        window_end = Some(Snapshot::take(plan.server_pid, ctx.spin_ns));
     }
     if plan.progress {
         ticker.finish_line();
@@ -839,8 +849,14 @@ fn turn(
 ) -> anyhow::Result<()> {
     let now = now_ns();
     let timeout = wake_ns.saturating_sub(now);
-    let n = ctx.epoll.wait(events, Some(timeout))?;
+    let spin = timeout > 0 && timeout <= plan.spin_ns;
+    let n = ctx
+        .epoll
+        .wait(events, Some(if spin { 0 } else { timeout }))?;
     ctx.now = now_ns();
+    if spin && n == 0 {
+        ctx.spin_ns += ctx.now - now;
+    }
     for event in &events[..n] {
         let token = event.u64;
         let ready = event.events;
@@ -1442,10 +1458,12 @@ impl Ticker {
         }
     }
 
-    fn start(&mut self, now: u64) {
+    /// Restarts the ticks at `now`; `spin_ns` is the spin time so far (see [`Ctx`]).
+    fn start(&mut self, now: u64, spin_ns: u64) {
         self.origin_ns = now;
         self.next_ns = now + NS_PER_S;
-        self.last = Some((now, clock::thread_cpu_ns(), self.server_cpu()));
+        let busy = clock::thread_cpu_ns().saturating_sub(spin_ns);
+        self.last = Some((now, busy, self.server_cpu()));
     }
 
     fn server_cpu(&mut self) -> Option<u64> {
@@ -1456,7 +1474,8 @@ impl Ticker {
 
     fn tick(&mut self, plan: &Plan, ctx: &mut Ctx, extra: Option<&str>) -> TimelinePoint {
         let now = now_ns();
-        let thread_cpu = clock::thread_cpu_ns();
+        // The load thread's busy time: CPU minus spinning on empty polls.
+        let thread_cpu = clock::thread_cpu_ns().saturating_sub(ctx.spin_ns);
         let server_sample = self.server_pid.and_then(procfs::sample_process);
         if let Some(s) = server_sample {
             self.server_rss_peak = self.server_rss_peak.max(s.rss_bytes);
@@ -1480,7 +1499,7 @@ impl Ticker {
             max_ns: summary.max_ns,
             server_cpu_pct,
             server_rss_bytes: server_sample.map(|s| s.rss_bytes),
-            generator_cpu_pct: 100.0 * (thread_cpu - last_cpu) as f64 / wall,
+            generator_cpu_pct: 100.0 * thread_cpu.saturating_sub(last_cpu) as f64 / wall,
         };
         if plan.progress {
             self.print(plan, ctx, &point, extra);

@@ -221,6 +221,9 @@ struct RunArgs {
     /// Pin the load thread to this CPU.
     #[arg(long)]
     pin_core: Option<usize>,
+    /// Poll instead of sleeping when the next timer is this close (microseconds; 0 = never).
+    #[arg(long)]
+    spin_us: Option<u64>,
 }
 
 #[derive(Debug, Args)]
@@ -323,6 +326,9 @@ fn apply(args: &RunArgs, s: &mut Scenario) {
     set!(s.output.label, args.label);
     if args.pin_core.is_some() {
         s.runner.pin_core = args.pin_core;
+    }
+    if args.spin_us.is_some() {
+        s.runner.spin_us = args.spin_us;
     }
 }
 

@@ -166,8 +166,12 @@ pub struct ServerReport {
 /// The generator's own cost, so a reader can tell whether it was the bottleneck.
 #[derive(Debug, Clone, Serialize)]
 pub struct GeneratorReport {
-    /// The load thread's CPU over the window, percent of one core.
+    /// The load thread's CPU over the window, percent of one core, spinning included.
     pub load_thread_cpu_pct: f64,
+    /// The same without the time spent spinning on empty polls just before due times:
+    /// how busy the thread was with work. This is what says whether the generator could
+    /// have gone faster.
+    pub load_thread_busy_pct: f64,
     /// The whole process (load thread, consumer threads, main), cores.
     pub process_cores: f64,
     /// Generator RSS growth per connection.
@@ -330,6 +334,14 @@ impl Report {
             load_thread_cpu_pct: 100.0
                 * we.generator_thread_cpu_ns
                     .saturating_sub(ws.generator_thread_cpu_ns) as f64
+                / window_ns as f64,
+            load_thread_busy_pct: 100.0
+                * (we.generator_thread_cpu_ns
+                    - we.generator_spin_ns.min(we.generator_thread_cpu_ns))
+                .saturating_sub(
+                    ws.generator_thread_cpu_ns
+                        - ws.generator_spin_ns.min(ws.generator_thread_cpu_ns),
+                ) as f64
                 / window_ns as f64,
             process_cores: process_ns as f64 / window_ns as f64,
             rss_per_connection_bytes: (c.connected_after_ramp > 0).then(|| {
@@ -580,7 +592,8 @@ impl Report {
         let g = &results.generator;
         let _ = writeln!(
             out,
-            "generator   load thread {:.0}% of a core, process {:.2} cores{}",
+            "generator   load thread {:.0}% busy ({:.0}% of a core with spinning), process {:.2} cores{}",
+            g.load_thread_busy_pct,
             g.load_thread_cpu_pct,
             g.process_cores,
             g.rss_per_connection_bytes
@@ -634,10 +647,10 @@ fn warnings(scenario: &Scenario, r: &Results) -> Vec<String> {
             p.counts.errors.total()
         ));
     }
-    if r.generator.load_thread_cpu_pct > GENERATOR_BUSY_WARN_PCT {
+    if r.generator.load_thread_busy_pct > GENERATOR_BUSY_WARN_PCT {
         w.push(format!(
             "the load thread was {:.0}% busy: the generator may be the bottleneck, not the server",
-            r.generator.load_thread_cpu_pct
+            r.generator.load_thread_busy_pct
         ));
     }
     if let Some(other) = r.generator.other_processes_cores

@@ -298,6 +298,7 @@ pub fn execute(scenario: &Scenario) -> anyhow::Result<Finished> {
         server_pid: scenario.target.server_pid,
         seed: p.seed,
         progress_extra,
+        spin_ns: scenario.runner.spin_us(scenario.consumer.enabled) * 1_000,
         window_start: Some(window_start),
     };
     let pin = scenario.runner.pin_core;

@@ -407,12 +407,25 @@ impl Default for Output {
     }
 }
 
-/// Where the generator runs.
+/// Where and how the generator runs.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, Default)]
 #[serde(default, deny_unknown_fields)]
 pub struct Runner {
     /// Pin the load thread to this CPU.
     pub pin_core: Option<usize>,
+    /// When the next due message (or other timer) is at most this many microseconds
+    /// away, poll instead of sleeping. A sleep and wake-up costs tens of microseconds of
+    /// CPU on a VM and arrives late; spinning is reported apart from busy time. 0 = never
+    /// spin. Default: 100, or 0 when the consumer runs (its threads share the load core,
+    /// and a spinning thread would delay them).
+    pub spin_us: Option<u64>,
+}
+
+impl Runner {
+    /// The spin threshold in force.
+    pub fn spin_us(&self, consumer: bool) -> u64 {
+        self.spin_us.unwrap_or(if consumer { 0 } else { 100 })
+    }
 }
 
 /// A whole scenario.

@@ -305,7 +305,8 @@ pub struct TimelinePoint {
     pub server_cpu_pct: Option<f64>,
     /// Server resident memory at the end of the second.
     pub server_rss_bytes: Option<u64>,
-    /// The generator thread's CPU use over the second, in percent of one core.
+    /// The load thread's busy time over the second (CPU minus spinning on empty polls
+    /// just before a due time), in percent of one core.
     pub generator_cpu_pct: f64,
 }
 
