@@ -850,13 +850,16 @@ fn turn(
     let now = now_ns();
     let timeout = wake_ns.saturating_sub(now);
     let spin = timeout > 0 && timeout <= plan.spin_ns;
+    // Spin time is thread CPU, not wall time: on a busy machine the thread may be
+    // descheduled in the middle of a poll, and that is neither work nor spinning.
+    let cpu_before = if spin { clock::thread_cpu_ns() } else { 0 };
     let n = ctx
         .epoll
         .wait(events, Some(if spin { 0 } else { timeout }))?;
-    ctx.now = now_ns();
     if spin && n == 0 {
-        ctx.spin_ns += ctx.now - now;
+        ctx.spin_ns += clock::thread_cpu_ns().saturating_sub(cpu_before);
     }
+    ctx.now = now_ns();
     for event in &events[..n] {
         let token = event.u64;
         let ready = event.events;
