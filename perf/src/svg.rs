@@ -161,6 +161,8 @@ pub struct Panel {
     pub y_label: fn(f64) -> String,
     /// A shaded x range (the warm-up), if any.
     pub shade: Option<(f64, f64, String)>,
+    /// Vertical dashed lines at these x values (reconnect storms).
+    pub markers: Vec<f64>,
 }
 
 impl Panel {
@@ -212,6 +214,14 @@ impl Panel {
                 r##"<line x1="{x:.1}" y1="{y0}" x2="{x:.1}" y2="{y1}" stroke="#eeeeee"/><text x="{x:.1}" y="{:.1}" font-size="11" text-anchor="middle">{}</text>"##,
                 y1 + 16.0,
                 escape(&label)
+            );
+        }
+        for x in self.markers.iter().map(|m| self.px(*m)) {
+            let _ = writeln!(
+                out,
+                r##"<line x1="{x:.1}" y1="{y0}" x2="{x:.1}" y2="{y1}" stroke="#9467bd" stroke-dasharray="4,3"/><text x="{:.1}" y="{:.1}" font-size="10" fill="#9467bd">storm</text>"##,
+                x + 2.0,
+                y1 - 4.0
             );
         }
         let _ = writeln!(
@@ -304,6 +314,19 @@ pub fn render(report: &Report) -> String {
     };
     let warmup_s = report.config.publish.warmup.ns() as f64 / 1e9;
     let shade = Some((0.0, warmup_s, "warm-up".to_owned()));
+    let end_s = timeline.last().map_or(0.0, |t| t.t_s);
+    let mut markers = Vec::new();
+    for storm in &report.config.storms {
+        let mut at = storm.at.ns() as f64 / 1e9;
+        let every = storm.every.ns() as f64 / 1e9;
+        while at <= end_s && markers.len() < 200 {
+            markers.push(at);
+            if every <= 0.0 {
+                break;
+            }
+            at += every;
+        }
+    }
     let mut series_rate = vec![Series {
         name: "acks/s".into(),
         points: timeline.iter().map(|t| (t.t_s, t.acked_per_s)).collect(),
@@ -322,6 +345,7 @@ pub fn render(report: &Report) -> String {
         x_label: seconds_label,
         y_label: rate_label,
         shade: shade.clone(),
+        markers: markers.clone(),
     };
     let with_samples: Vec<_> = timeline.iter().filter(|t| t.acked > 0).collect();
     let latency_series = vec![
@@ -359,6 +383,7 @@ pub fn render(report: &Report) -> String {
         x_label: seconds_label,
         y_label: ns_label,
         shade,
+        markers,
     };
     let d = &report.results.distributions;
     let mut distribution = vec![percentile_series("PUBACK", &d.puback)];
@@ -388,6 +413,7 @@ pub fn render(report: &Report) -> String {
         x_label: percent_label,
         y_label: ns_label,
         shade: None,
+        markers: Vec::new(),
     };
     let height = percentile_panel.top + PANEL_HEIGHT + 60.0;
     let mut out = String::new();
@@ -527,6 +553,7 @@ mod tests {
             x_label: seconds_label,
             y_label: ns_label,
             shade: Some((0.0, 1.0, "warm-up".into())),
+            markers: vec![5.0],
         };
         let series = vec![Series {
             name: "p99".into(),
