@@ -78,7 +78,11 @@ fn append_throughput(c: &mut Criterion) {
 fn encode_cost(c: &mut Criterion) {
     let mut group = c.benchmark_group("log_encode");
     group.throughput(Throughput::Elements(1));
-    for shape in [Shape::Payload(256), Shape::IotHub(256)] {
+    for shape in [
+        Shape::Payload(256),
+        Shape::IotHub(256),
+        Shape::IotHubPnp(256),
+    ] {
         let payload = vec![0x42u8; shape.payload_bytes()];
         let input = shape.input(&payload);
         let body_bytes = record::body_bytes(&input);

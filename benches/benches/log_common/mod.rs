@@ -72,6 +72,8 @@ pub enum Shape {
     /// A payload with the system properties IoT Hub stamps on device telemetry and two
     /// application properties.
     IotHub(usize),
+    /// `IotHub` plus the Plug and Play fields (interface id, component name, data schema).
+    IotHubPnp(usize),
 }
 
 impl Shape {
@@ -79,12 +81,13 @@ impl Shape {
         match self {
             Shape::Payload(bytes) => format!("payload_{bytes}"),
             Shape::IotHub(bytes) => format!("iothub_{bytes}"),
+            Shape::IotHubPnp(bytes) => format!("iothub_pnp_{bytes}"),
         }
     }
 
     pub fn payload_bytes(self) -> usize {
         match self {
-            Shape::Payload(bytes) | Shape::IotHub(bytes) => bytes,
+            Shape::Payload(bytes) | Shape::IotHub(bytes) | Shape::IotHubPnp(bytes) => bytes,
         }
     }
 
@@ -108,6 +111,12 @@ impl Shape {
                 properties: &IOTHUB_PROPERTIES,
                 payload,
                 ..RecordInput::default()
+            },
+            Shape::IotHubPnp(bytes) => RecordInput {
+                interface_id: Some("dtmi:azureiot:DeviceManagement:DeviceInformation;1"),
+                component_name: Some("thermostat1"),
+                data_schema: Some("dtmi:com:example:TemperatureController;2"),
+                ..Shape::IotHub(bytes).input(payload)
             },
         }
     }

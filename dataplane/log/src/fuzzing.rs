@@ -141,6 +141,8 @@ fn write_damaged_log(dir: &Path, data: &[u8]) -> WritePath {
                 message_id: Some("id"),
                 properties: if i % 3 == 0 { &properties } else { &[] },
                 creation_time_ms: (i % 2 == 0).then_some(i as i64),
+                interface_id: (i % 5 == 0).then_some("dtmi:example:Thermostat;1"),
+                output_name: (i % 7 == 1).then_some("alerts"),
                 payload: &payload[..payload_bytes.min(i * 31)],
                 ..RecordInput::default()
             };

@@ -31,15 +31,23 @@
 //! reference pointing forward:
 //!
 //! ```text
-//!  0      4                 36            40/56          table end
+//!  0      4                 T = 36 or 44  T+4            table end
 //!  ┌──────┬─────────────────┬─────────────┬─────────────┬──────────────────────────────────────┐
 //!  │ root │ Record vtable   │ soffset i32 │ i64 fields, │ strings and vectors in field order,  │
-//!  │ u32  │ 14 slots, 32 B  │ = 32        │ then u32    │ each 4-aligned; properties as one    │
-//!  │ = 36 │                 │             │ uoffsets    │ shared vtable, the vector, 12-byte   │
-//!  │      │                 │             │ (present    │ tables, then key/value strings;      │
+//!  │ u32  │ 14 slots (32 B) │ = T - 4     │ then u32    │ each 4-aligned; properties as one    │
+//!  │ = T  │ or 18 slots     │             │ uoffsets    │ shared vtable, the vector, 12-byte   │
+//!  │      │ (40 B)          │             │ (present    │ tables, then key/value strings;      │
 //!  │      │                 │             │ fields only)│ the payload vector last              │
 //!  └──────┴─────────────────┴─────────────┴─────────────┴──────────────────────────────────────┘
 //! ```
+//!
+//! The vtable has the 14 slots of the first release's schema unless one of the fields added
+//! later (`interface_id`, `component_name`, `data_schema`, `output_name`) is present; then it
+//! has all 18. A body without the later fields is therefore byte for byte what the first
+//! release wrote, and every body written before the fields existed reads back with them
+//! absent (flatbuffers treats a slot beyond the end of a vtable as an absent field). Objects
+//! are written in the table's slot order, which puts the later strings after
+//! `message_source` and before the properties; the payload stays last.
 //!
 //! The same meaning could be produced with a `FlatBufferBuilder` ([`BuilderEncoder`] does, for
 //! tests and for the comparison in `DECISIONS.md`), but the builder writes back to front into
@@ -72,16 +80,30 @@ pub const FLAG_BODY_RECORD_V1: u32 = 1;
 /// Flags this version reads.
 const FLAGS_KNOWN: u32 = FLAG_BODY_RECORD_V1;
 
-/// Number of fields in the `Record` table (its vtable always has this many slots).
-const RECORD_FIELD_COUNT: usize = 14;
+/// Number of fields in the `Record` table.
+const RECORD_FIELD_COUNT: usize = 18;
+
+/// Fields of the first release's schema (up to `payload`). A body with none of the later
+/// fields gets a vtable of this many slots, exactly as the first release wrote it.
+const RECORD_FIELD_COUNT_FIRST: usize = 14;
 
 /// Root offset, then the Record vtable, then the table.
 const VTABLE_POSITION: usize = 4;
-const VTABLE_BYTES: usize = 4 + 2 * RECORD_FIELD_COUNT;
-const TABLE_POSITION: usize = VTABLE_POSITION + VTABLE_BYTES;
+const VTABLE_BYTES_MAX: usize = vtable_bytes(RECORD_FIELD_COUNT);
 
-/// Smallest body: root, vtable, table with the payload slot, empty payload vector.
-pub const BODY_BYTES_MIN: usize = TABLE_POSITION + 4 + 4 + 4;
+/// Bytes of a Record vtable with `slots` slots.
+const fn vtable_bytes(slots: usize) -> usize {
+    4 + 2 * slots
+}
+
+/// Where the table starts after a vtable of `slots` slots.
+const fn table_position(slots: usize) -> usize {
+    VTABLE_POSITION + vtable_bytes(slots)
+}
+
+/// Smallest body: root, the first release's vtable, table with the payload slot, empty
+/// payload vector.
+pub const BODY_BYTES_MIN: usize = table_position(RECORD_FIELD_COUNT_FIRST) + 4 + 4 + 4;
 
 /// Smallest record on disk.
 pub const RECORD_BYTES_MIN: usize = align8(RECORD_HEADER_BYTES + BODY_BYTES_MIN);
@@ -105,6 +127,10 @@ const F_AUTH_GENERATION_ID: usize = 10;
 const F_MESSAGE_SOURCE: usize = 11;
 const F_PROPERTIES: usize = 12;
 const F_PAYLOAD: usize = 13;
+const F_INTERFACE_ID: usize = 14;
+const F_COMPONENT_NAME: usize = 15;
+const F_DATA_SCHEMA: usize = 16;
+const F_OUTPUT_NAME: usize = 17;
 
 /// The vtable byte offset of field `id`, as flatc numbers it.
 const fn vt(id: usize) -> u16 {
@@ -127,11 +153,17 @@ const _: () = assert!(fb::Record::VT_AUTH_GENERATION_ID == vt(F_AUTH_GENERATION_
 const _: () = assert!(fb::Record::VT_MESSAGE_SOURCE == vt(F_MESSAGE_SOURCE));
 const _: () = assert!(fb::Record::VT_PROPERTIES == vt(F_PROPERTIES));
 const _: () = assert!(fb::Record::VT_PAYLOAD == vt(F_PAYLOAD));
-const _: () = assert!(RECORD_FIELD_COUNT == F_PAYLOAD + 1);
+const _: () = assert!(fb::Record::VT_INTERFACE_ID == vt(F_INTERFACE_ID));
+const _: () = assert!(fb::Record::VT_COMPONENT_NAME == vt(F_COMPONENT_NAME));
+const _: () = assert!(fb::Record::VT_DATA_SCHEMA == vt(F_DATA_SCHEMA));
+const _: () = assert!(fb::Record::VT_OUTPUT_NAME == vt(F_OUTPUT_NAME));
+const _: () = assert!(RECORD_FIELD_COUNT_FIRST == F_PAYLOAD + 1);
+const _: () = assert!(RECORD_FIELD_COUNT == F_OUTPUT_NAME + 1);
 const _: () = assert!(fb::Property::VT_KEY == 4 && fb::Property::VT_VALUE == 6);
 // The table starts 4 bytes before an 8-byte boundary so that its i64 fields, which follow the
-// 4-byte soffset, are 8-byte aligned.
-const _: () = assert!(TABLE_POSITION % 8 == 4);
+// 4-byte soffset, are 8-byte aligned; both vtable sizes keep it there.
+const _: () = assert!(table_position(RECORD_FIELD_COUNT_FIRST) % 8 == 4);
+const _: () = assert!(table_position(RECORD_FIELD_COUNT) % 8 == 4);
 const _: () = assert!(RECORD_HEADER_BYTES.is_multiple_of(RECORD_ALIGNMENT_BYTES));
 
 /// The fixed header in front of every record. See the module docs for the layout.
@@ -243,6 +275,14 @@ pub struct RecordInput<'a> {
     pub properties: &'a [(&'a str, &'a str)],
     /// The message body.
     pub payload: &'a [u8],
+    /// `iothub-interface-id`, from the device's `$.ifid`.
+    pub interface_id: Option<&'a str>,
+    /// `dt-subject`, from the device's `$.sub`: the Plug and Play component name.
+    pub component_name: Option<&'a str>,
+    /// `dt-dataschema`: the Digital Twins model the telemetry conforms to.
+    pub data_schema: Option<&'a str>,
+    /// `$.on`: the module output the message was sent to (routes select on it).
+    pub output_name: Option<&'a str>,
 }
 
 impl RecordInput<'_> {
@@ -259,6 +299,25 @@ impl RecordInput<'_> {
             + usize::from(self.auth_method.is_some())
             + usize::from(self.auth_generation_id.is_some())
             + usize::from(self.message_source.is_some())
+            + usize::from(self.interface_id.is_some())
+            + usize::from(self.component_name.is_some())
+            + usize::from(self.data_schema.is_some())
+            + usize::from(self.output_name.is_some())
+    }
+
+    /// Vtable slots of this record's body: the first release's 14 unless a later field is
+    /// present.
+    #[inline]
+    fn vtable_slots(&self) -> usize {
+        if self.interface_id.is_some()
+            || self.component_name.is_some()
+            || self.data_schema.is_some()
+            || self.output_name.is_some()
+        {
+            RECORD_FIELD_COUNT
+        } else {
+            RECORD_FIELD_COUNT_FIRST
+        }
     }
 }
 
@@ -289,7 +348,11 @@ pub fn body_bytes(input: &RecordInput<'_>) -> usize {
         + string_bytes(input.connection_module_id)
         + string_bytes(input.auth_method)
         + string_bytes(input.auth_generation_id)
-        + string_bytes(input.message_source);
+        + string_bytes(input.message_source)
+        + string_bytes(input.interface_id)
+        + string_bytes(input.component_name)
+        + string_bytes(input.data_schema)
+        + string_bytes(input.output_name);
     if !input.properties.is_empty() {
         let count = input.properties.len();
         objects += PROPERTY_VTABLE_BYTES + 4 + 4 * count + PROPERTY_TABLE_BYTES * count;
@@ -298,7 +361,7 @@ pub fn body_bytes(input: &RecordInput<'_>) -> usize {
         }
     }
     objects += 4 + input.payload.len();
-    TABLE_POSITION + table + objects
+    table_position(input.vtable_slots()) + table + objects
 }
 
 /// Size of the whole record on disk (header, body, padding) for a body of `body_bytes`.
@@ -326,7 +389,8 @@ fn put_object(out: &mut [u8], at: usize, bytes: &[u8], nul: bool) -> usize {
 /// each reference field's object is appended after the table at the same time.
 struct TableWriter<'o> {
     out: &'o mut [u8],
-    vtable: [u8; VTABLE_BYTES],
+    vtable: [u8; VTABLE_BYTES_MAX],
+    table: usize,
     slot: usize,
     at: usize,
 }
@@ -334,7 +398,7 @@ struct TableWriter<'o> {
 impl TableWriter<'_> {
     #[inline]
     fn vtable_entry(&mut self, id: usize, slot: usize) {
-        let entry = ((slot - TABLE_POSITION) as u16).to_le_bytes();
+        let entry = ((slot - self.table) as u16).to_le_bytes();
         self.vtable[4 + 2 * id] = entry[0];
         self.vtable[4 + 2 * id + 1] = entry[1];
     }
@@ -381,21 +445,20 @@ pub fn encode_body(input: &RecordInput<'_>, out: &mut [u8]) {
     let scalars =
         usize::from(input.creation_time_ms.is_some()) + usize::from(input.expiry_time_ms.is_some());
     let references = input.optional_reference_count() + usize::from(!input.properties.is_empty());
-    let table_end = TABLE_POSITION + 4 + 8 * scalars + 4 * references + 4;
-    let mut vtable = [0u8; VTABLE_BYTES];
-    vtable[0..2].copy_from_slice(&(VTABLE_BYTES as u16).to_le_bytes());
-    vtable[2..4].copy_from_slice(&((table_end - TABLE_POSITION) as u16).to_le_bytes());
-    put_u32(out, 0, TABLE_POSITION as u32);
-    put_u32(
-        out,
-        TABLE_POSITION,
-        (TABLE_POSITION - VTABLE_POSITION) as u32,
-    );
+    let vtable_len = vtable_bytes(input.vtable_slots());
+    let table_start = VTABLE_POSITION + vtable_len;
+    let table_end = table_start + 4 + 8 * scalars + 4 * references + 4;
+    let mut vtable = [0u8; VTABLE_BYTES_MAX];
+    vtable[0..2].copy_from_slice(&(vtable_len as u16).to_le_bytes());
+    vtable[2..4].copy_from_slice(&((table_end - table_start) as u16).to_le_bytes());
+    put_u32(out, 0, table_start as u32);
+    put_u32(out, table_start, (table_start - VTABLE_POSITION) as u32);
 
     let mut table = TableWriter {
         out,
         vtable,
-        slot: TABLE_POSITION + 4,
+        table: table_start,
+        slot: table_start + 4,
         at: table_end,
     };
     table.scalar(F_CREATION_TIME_MS, input.creation_time_ms);
@@ -410,6 +473,10 @@ pub fn encode_body(input: &RecordInput<'_>, out: &mut [u8]) {
     table.string(F_AUTH_METHOD, input.auth_method);
     table.string(F_AUTH_GENERATION_ID, input.auth_generation_id);
     table.string(F_MESSAGE_SOURCE, input.message_source);
+    table.string(F_INTERFACE_ID, input.interface_id);
+    table.string(F_COMPONENT_NAME, input.component_name);
+    table.string(F_DATA_SCHEMA, input.data_schema);
+    table.string(F_OUTPUT_NAME, input.output_name);
     if !input.properties.is_empty() {
         // The field points at the vector, which follows the shared property vtable.
         table.at += PROPERTY_VTABLE_BYTES;
@@ -426,9 +493,10 @@ pub fn encode_body(input: &RecordInput<'_>, out: &mut [u8]) {
         vtable,
         slot,
         at,
+        ..
     } = table;
     assert!(slot == table_end, "the table holds exactly its slots");
-    out[VTABLE_POSITION..VTABLE_POSITION + VTABLE_BYTES].copy_from_slice(&vtable);
+    out[VTABLE_POSITION..table_start].copy_from_slice(&vtable[..vtable_len]);
     put_u32(out, at, input.payload.len() as u32);
     out[at + 4..at + 4 + input.payload.len()].copy_from_slice(input.payload);
     assert!(
@@ -855,6 +923,10 @@ impl BuilderEncoder {
         let auth_method = string(input.auth_method);
         let auth_generation_id = string(input.auth_generation_id);
         let message_source = string(input.message_source);
+        let interface_id = string(input.interface_id);
+        let component_name = string(input.component_name);
+        let data_schema = string(input.data_schema);
+        let output_name = string(input.output_name);
         let user_id = input.user_id.map(|bytes| fbb.create_vector(bytes));
         let payload = Some(fbb.create_vector(input.payload));
         let args = fb::RecordArgs {
@@ -872,6 +944,10 @@ impl BuilderEncoder {
             message_source,
             properties,
             payload,
+            interface_id,
+            component_name,
+            data_schema,
+            output_name,
         };
         let root = fb::Record::create(fbb, &args);
         fbb.finish_minimal(root);
@@ -899,6 +975,10 @@ mod tests {
             message_source: Some("Telemetry"),
             properties,
             payload,
+            interface_id: Some("dtmi:azureiot:DeviceManagement:DeviceInformation;1"),
+            component_name: Some("thermostat1"),
+            data_schema: Some("dtmi:com:example:TemperatureController;2"),
+            output_name: Some("alerts"),
         }
     }
 
@@ -916,6 +996,10 @@ mod tests {
         assert_eq!(record.auth_method(), input.auth_method);
         assert_eq!(record.auth_generation_id(), input.auth_generation_id);
         assert_eq!(record.message_source(), input.message_source);
+        assert_eq!(record.interface_id(), input.interface_id);
+        assert_eq!(record.component_name(), input.component_name);
+        assert_eq!(record.data_schema(), input.data_schema);
+        assert_eq!(record.output_name(), input.output_name);
         let properties: Vec<(&str, &str)> = record
             .properties()
             .map(|v| v.iter().map(|p| (p.key(), p.value())).collect())
@@ -949,6 +1033,122 @@ mod tests {
         let properties = [("k", "v"), ("", "é"), ("temperature", "21.5")];
         let input = full_input(&properties, b"payload-of-odd-length");
         assert_decodes_to(&encode(&input), &input);
+    }
+
+    #[test]
+    fn each_later_field_alone_takes_the_long_vtable_and_round_trips() {
+        // Setup: a payload-only record with exactly one of the fields added after the first
+        // release. Expectation: each body is 8 bytes of vtable longer than the bare body plus
+        // its string, verifies, and reads back only that field.
+        let bare = RecordInput {
+            payload: b"p",
+            ..RecordInput::default()
+        };
+        let bare_bytes = body_bytes(&bare);
+        let value = "abc";
+        let inputs = [
+            RecordInput {
+                interface_id: Some(value),
+                ..bare
+            },
+            RecordInput {
+                component_name: Some(value),
+                ..bare
+            },
+            RecordInput {
+                data_schema: Some(value),
+                ..bare
+            },
+            RecordInput {
+                output_name: Some(value),
+                ..bare
+            },
+        ];
+        for input in &inputs {
+            let body = encode(input);
+            assert_eq!(
+                body.len(),
+                bare_bytes + (vtable_bytes(RECORD_FIELD_COUNT) - vtable_bytes(14)) + 4 + 8
+            );
+            assert_decodes_to(&body, input);
+        }
+    }
+
+    /// The first segment of a partition written by the encoder as of commit 53c8997, before
+    /// `interface_id`, `component_name`, `data_schema` and `output_name` existed (the same
+    /// file the `schema_growth` integration test opens).
+    const FIRST_RELEASE_SEGMENT: &[u8] =
+        include_bytes!("../tests/fixtures/first_release/00000000000000000000.segment");
+
+    /// The records of [`FIRST_RELEASE_SEGMENT`], as `(header, body)`.
+    fn first_release_records() -> Vec<(RecordHeader, &'static [u8])> {
+        let area = &FIRST_RELEASE_SEGMENT[64..];
+        let mut records = Vec::new();
+        let mut position = 0;
+        loop {
+            let expect = Expect {
+                offset: position as u64,
+                sequence: Some(records.len() as u64),
+                enqueued_ms_min: None,
+                verify_crc: true,
+            };
+            match check_record(area, position, expect) {
+                Checked::Record { header, stride } => {
+                    let body =
+                        &area[position + RECORD_HEADER_BYTES..position + header.length as usize];
+                    records.push((header, body));
+                    position += stride;
+                }
+                Checked::End => return records,
+                Checked::Bad(reason) => panic!("fixture record at {position}: {reason}"),
+            }
+        }
+    }
+
+    #[test]
+    fn bodies_written_before_the_later_fields_read_back_with_them_absent() {
+        // Setup: the three records of the checked-in first-release segment: every field of
+        // that schema, a bare payload, every field again. Expectation: they verify and decode
+        // with the current generated code, the later fields absent; encoding the same inputs
+        // today produces the same bytes (no later field present: the short vtable).
+        let records = first_release_records();
+        assert_eq!(records.len(), 3);
+        let properties = [("temperatureAlert", "false"), ("", "é")];
+        let full = RecordInput {
+            message_id: Some("msg-0001"),
+            correlation_id: Some("corr-0001"),
+            user_id: Some(b"\x00\x01user"),
+            content_type: Some("application/json"),
+            content_encoding: Some("utf-8"),
+            creation_time_ms: Some(1_767_225_600_000),
+            expiry_time_ms: Some(1_767_229_200_000),
+            connection_device_id: Some("sensor-000042"),
+            connection_module_id: Some("thermostat"),
+            auth_method: Some(r#"{"scope":"device","type":"sas","issuer":"iothub"}"#),
+            auth_generation_id: Some("638712345678901234"),
+            message_source: Some("Telemetry"),
+            properties: &properties,
+            payload: b"{\"temperature\":21.5}",
+            ..RecordInput::default()
+        };
+        let bare = RecordInput {
+            payload: b"bare",
+            ..RecordInput::default()
+        };
+        for ((_, body), input) in records.iter().zip([full, bare, full]) {
+            assert_decodes_to(body, &input);
+            let record = fb::root_as_record(body).expect("verifies");
+            assert_eq!(
+                (
+                    record.interface_id(),
+                    record.component_name(),
+                    record.data_schema(),
+                    record.output_name()
+                ),
+                (None, None, None, None)
+            );
+            assert_eq!(encode(&input), *body, "the first release's bytes");
+        }
     }
 
     #[test]

@@ -160,6 +160,10 @@ impl<'a> Record<'a> {
   pub const VT_MESSAGE_SOURCE: ::flatbuffers::VOffsetT = 26;
   pub const VT_PROPERTIES: ::flatbuffers::VOffsetT = 28;
   pub const VT_PAYLOAD: ::flatbuffers::VOffsetT = 30;
+  pub const VT_INTERFACE_ID: ::flatbuffers::VOffsetT = 32;
+  pub const VT_COMPONENT_NAME: ::flatbuffers::VOffsetT = 34;
+  pub const VT_DATA_SCHEMA: ::flatbuffers::VOffsetT = 36;
+  pub const VT_OUTPUT_NAME: ::flatbuffers::VOffsetT = 38;
 
   #[inline]
   pub unsafe fn init_from_table(table: ::flatbuffers::Table<'a>) -> Self {
@@ -173,6 +177,10 @@ impl<'a> Record<'a> {
     let mut builder = RecordBuilder::new(_fbb);
     if let Some(x) = args.expiry_time_ms { builder.add_expiry_time_ms(x); }
     if let Some(x) = args.creation_time_ms { builder.add_creation_time_ms(x); }
+    if let Some(x) = args.output_name { builder.add_output_name(x); }
+    if let Some(x) = args.data_schema { builder.add_data_schema(x); }
+    if let Some(x) = args.component_name { builder.add_component_name(x); }
+    if let Some(x) = args.interface_id { builder.add_interface_id(x); }
     if let Some(x) = args.payload { builder.add_payload(x); }
     if let Some(x) = args.properties { builder.add_properties(x); }
     if let Some(x) = args.message_source { builder.add_message_source(x); }
@@ -301,6 +309,38 @@ impl<'a> Record<'a> {
     // which contains a valid value in this slot
     unsafe { self._tab.get::<::flatbuffers::ForwardsUOffset<::flatbuffers::Vector<'a, u8>>>(Record::VT_PAYLOAD, None).unwrap()}
   }
+  /// `iothub-interface-id`, from the device's `$.ifid` (the Plug and Play interface).
+  #[inline]
+  pub fn interface_id(&self) -> Option<&'a str> {
+    // Safety:
+    // Created from valid Table for this object
+    // which contains a valid value in this slot
+    unsafe { self._tab.get::<::flatbuffers::ForwardsUOffset<&str>>(Record::VT_INTERFACE_ID, None)}
+  }
+  /// `dt-subject`, from the device's `$.sub`: the Plug and Play component name.
+  #[inline]
+  pub fn component_name(&self) -> Option<&'a str> {
+    // Safety:
+    // Created from valid Table for this object
+    // which contains a valid value in this slot
+    unsafe { self._tab.get::<::flatbuffers::ForwardsUOffset<&str>>(Record::VT_COMPONENT_NAME, None)}
+  }
+  /// `dt-dataschema`: the Digital Twins model (DTMI) the telemetry conforms to.
+  #[inline]
+  pub fn data_schema(&self) -> Option<&'a str> {
+    // Safety:
+    // Created from valid Table for this object
+    // which contains a valid value in this slot
+    unsafe { self._tab.get::<::flatbuffers::ForwardsUOffset<&str>>(Record::VT_DATA_SCHEMA, None)}
+  }
+  /// `$.on`: the output a module sent the message to, which routes can select.
+  #[inline]
+  pub fn output_name(&self) -> Option<&'a str> {
+    // Safety:
+    // Created from valid Table for this object
+    // which contains a valid value in this slot
+    unsafe { self._tab.get::<::flatbuffers::ForwardsUOffset<&str>>(Record::VT_OUTPUT_NAME, None)}
+  }
 }
 
 impl ::flatbuffers::Verifiable for Record<'_> {
@@ -323,6 +363,10 @@ impl ::flatbuffers::Verifiable for Record<'_> {
      .visit_field::<::flatbuffers::ForwardsUOffset<&str>>("message_source", Self::VT_MESSAGE_SOURCE, false)?
      .visit_field::<::flatbuffers::ForwardsUOffset<::flatbuffers::Vector<'_, ::flatbuffers::ForwardsUOffset<Property>>>>("properties", Self::VT_PROPERTIES, false)?
      .visit_field::<::flatbuffers::ForwardsUOffset<::flatbuffers::Vector<'_, u8>>>("payload", Self::VT_PAYLOAD, true)?
+     .visit_field::<::flatbuffers::ForwardsUOffset<&str>>("interface_id", Self::VT_INTERFACE_ID, false)?
+     .visit_field::<::flatbuffers::ForwardsUOffset<&str>>("component_name", Self::VT_COMPONENT_NAME, false)?
+     .visit_field::<::flatbuffers::ForwardsUOffset<&str>>("data_schema", Self::VT_DATA_SCHEMA, false)?
+     .visit_field::<::flatbuffers::ForwardsUOffset<&str>>("output_name", Self::VT_OUTPUT_NAME, false)?
      .finish();
     Ok(())
   }
@@ -342,6 +386,10 @@ pub struct RecordArgs<'a> {
     pub message_source: Option<::flatbuffers::WIPOffset<&'a str>>,
     pub properties: Option<::flatbuffers::WIPOffset<::flatbuffers::Vector<'a, ::flatbuffers::ForwardsUOffset<Property<'a>>>>>,
     pub payload: Option<::flatbuffers::WIPOffset<::flatbuffers::Vector<'a, u8>>>,
+    pub interface_id: Option<::flatbuffers::WIPOffset<&'a str>>,
+    pub component_name: Option<::flatbuffers::WIPOffset<&'a str>>,
+    pub data_schema: Option<::flatbuffers::WIPOffset<&'a str>>,
+    pub output_name: Option<::flatbuffers::WIPOffset<&'a str>>,
 }
 impl<'a> Default for RecordArgs<'a> {
   #[inline]
@@ -361,6 +409,10 @@ impl<'a> Default for RecordArgs<'a> {
       message_source: None,
       properties: None,
       payload: None, // required field
+      interface_id: None,
+      component_name: None,
+      data_schema: None,
+      output_name: None,
     }
   }
 }
@@ -427,6 +479,22 @@ impl<'a: 'b, 'b, A: ::flatbuffers::Allocator + 'a> RecordBuilder<'a, 'b, A> {
     self.fbb_.push_slot_always::<::flatbuffers::WIPOffset<_>>(Record::VT_PAYLOAD, payload);
   }
   #[inline]
+  pub fn add_interface_id(&mut self, interface_id: ::flatbuffers::WIPOffset<&'b  str>) {
+    self.fbb_.push_slot_always::<::flatbuffers::WIPOffset<_>>(Record::VT_INTERFACE_ID, interface_id);
+  }
+  #[inline]
+  pub fn add_component_name(&mut self, component_name: ::flatbuffers::WIPOffset<&'b  str>) {
+    self.fbb_.push_slot_always::<::flatbuffers::WIPOffset<_>>(Record::VT_COMPONENT_NAME, component_name);
+  }
+  #[inline]
+  pub fn add_data_schema(&mut self, data_schema: ::flatbuffers::WIPOffset<&'b  str>) {
+    self.fbb_.push_slot_always::<::flatbuffers::WIPOffset<_>>(Record::VT_DATA_SCHEMA, data_schema);
+  }
+  #[inline]
+  pub fn add_output_name(&mut self, output_name: ::flatbuffers::WIPOffset<&'b  str>) {
+    self.fbb_.push_slot_always::<::flatbuffers::WIPOffset<_>>(Record::VT_OUTPUT_NAME, output_name);
+  }
+  #[inline]
   pub fn new(_fbb: &'b mut ::flatbuffers::FlatBufferBuilder<'a, A>) -> RecordBuilder<'a, 'b, A> {
     let start = _fbb.start_table();
     RecordBuilder {
@@ -459,6 +527,10 @@ impl ::core::fmt::Debug for Record<'_> {
       ds.field("message_source", &self.message_source());
       ds.field("properties", &self.properties());
       ds.field("payload", &self.payload());
+      ds.field("interface_id", &self.interface_id());
+      ds.field("component_name", &self.component_name());
+      ds.field("data_schema", &self.data_schema());
+      ds.field("output_name", &self.output_name());
       ds.finish()
   }
 }

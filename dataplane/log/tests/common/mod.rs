@@ -41,6 +41,10 @@ pub struct OwnedInput {
     pub message_source: Option<String>,
     pub properties: Vec<(String, String)>,
     pub payload: Vec<u8>,
+    pub interface_id: Option<String>,
+    pub component_name: Option<String>,
+    pub data_schema: Option<String>,
+    pub output_name: Option<String>,
 }
 
 impl OwnedInput {
@@ -80,6 +84,10 @@ impl OwnedInput {
             message_source: self.message_source.as_deref(),
             properties,
             payload: &self.payload,
+            interface_id: self.interface_id.as_deref(),
+            component_name: self.component_name.as_deref(),
+            data_schema: self.data_schema.as_deref(),
+            output_name: self.output_name.as_deref(),
         }
     }
 
@@ -112,6 +120,10 @@ impl OwnedInput {
                 })
                 .unwrap_or_default(),
             payload: body.payload().bytes().to_vec(),
+            interface_id: body.interface_id().map(str::to_owned),
+            component_name: body.component_name().map(str::to_owned),
+            data_schema: body.data_schema().map(str::to_owned),
+            output_name: body.output_name().map(str::to_owned),
         }
     }
 }
@@ -154,8 +166,8 @@ fn small_string() -> impl Strategy<Value = String> {
     prop_oneof![Just(String::new()), "[a-z0-9-]{1,12}", "\\PC{0,6}"]
 }
 
-/// Arbitrary records: every field sometimes present, properties in order, payloads up to 700
-/// bytes.
+/// Arbitrary records: every field (also those added after the first release) sometimes
+/// present, properties in order, payloads up to 700 bytes.
 pub fn arb_input() -> impl Strategy<Value = OwnedInput> {
     (
         (
@@ -176,8 +188,14 @@ pub fn arb_input() -> impl Strategy<Value = OwnedInput> {
             proptest::collection::vec((small_string(), small_string()), 0..4),
             proptest::collection::vec(any::<u8>(), 0..700),
         ),
+        (
+            proptest::option::of(small_string()),
+            proptest::option::of(small_string()),
+            proptest::option::of(small_string()),
+            proptest::option::of(small_string()),
+        ),
     )
-        .prop_map(|(a, b)| OwnedInput {
+        .prop_map(|(a, b, c)| OwnedInput {
             message_id: a.0,
             correlation_id: a.1,
             user_id: a.2,
@@ -192,6 +210,10 @@ pub fn arb_input() -> impl Strategy<Value = OwnedInput> {
             message_source: b.4,
             properties: b.5,
             payload: b.6,
+            interface_id: c.0,
+            component_name: c.1,
+            data_schema: c.2,
+            output_name: c.3,
         })
 }
 

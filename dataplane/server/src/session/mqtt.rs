@@ -580,6 +580,10 @@ impl Session<'_> {
                 message_source: Some(TELEMETRY_SOURCE),
                 properties: &application[range],
                 payload: publish.payload,
+                interface_id: None,
+                component_name: None,
+                data_schema: None,
+                output_name: None,
             });
             acknowledgements.push(match publish.delivery {
                 Delivery::AtMostOnce => None,
