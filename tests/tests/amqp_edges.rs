@@ -1,7 +1,7 @@
 //! The edges of the AMQP listener, driven with hand-written AMQP 1.0 bytes over real TLS
 //! against the real binary: malformed, oversized and unknown frames end that connection with
-//! a `close` carrying the right `amqp:*` condition, never a panic, and never cost another
-//! connection.
+//! a `close` carrying the right `amqp:*` condition, a PLAIN login with a wrong key ends with
+//! the SASL auth outcome, never a panic, and never at the cost of another connection.
 //!
 //! One server serves every test in this file; each test checks at its end that the server
 //! process is still alive and that a new connection still gets through SASL and `open`.
@@ -249,5 +249,53 @@ fn connections_that_end_without_close_leave_the_server_serving() {
     send(&mut stream, &handshake[..handshake.len() - 5]).expect("partial handshake sent");
     drop(stream);
     drop(opened(&server));
+    assert_still_serving(&mut server);
+}
+
+/// The outcome code of the `sasl-outcome` in `bytes`, if there is one.
+fn sasl_outcome(bytes: &[u8]) -> Option<u8> {
+    let (_, body) = frames(bytes)
+        .into_iter()
+        .find(|(frame_type, body)| *frame_type == 1 && body.starts_with(&[0x00, 0x53, 0x44]))?;
+    // 00 53 44 c0 <size> <count> 50 <code>
+    match body.get(6..8)? {
+        [0x50, code] => Some(*code),
+        _ => None,
+    }
+}
+
+fn plain_login(server: &Server, password: &str) -> (bool, Vec<u8>) {
+    let mut stream = server.amqp_tls().expect("TLS to the AMQP listener");
+    let mut init = vec![0xa3, 5];
+    init.extend(b"PLAIN");
+    let response = format!("\0service\0{password}");
+    init.extend([0xa0, u8::try_from(response.len()).expect("short")]);
+    init.extend(response.as_bytes());
+    let mut bytes = SASL_HEADER.to_vec();
+    bytes.extend(frame(1, 0, &performative(0x41, 2, &init)));
+    send(&mut stream, &bytes).expect("sent");
+    wait_for_close(&mut stream, Duration::from_secs(2))
+}
+
+/// Setup: SASL PLAIN with the `service` policy's name and a wrong key, then with its key.
+/// Expectation: the wrong key gets outcome 1 (auth) and the connection ends; the right key
+/// gets outcome 0 and the connection stays open for the AMQP layer.
+#[test]
+fn a_plain_login_is_checked_against_the_policy_keys() {
+    let mut server = shared_server();
+    let (closed, received) = plain_login(&server, "bm90IHRoZSBrZXk=");
+    assert!(closed, "the server kept a refused login open");
+    assert_eq!(sasl_outcome(&received), Some(1), "{received:02x?}");
+
+    let service = server.endpoints["policies"]["service"]
+        .as_str()
+        .expect("endpoints.json has the service policy");
+    let key = service
+        .split(';')
+        .find_map(|part| part.strip_prefix("SharedAccessKey="))
+        .expect("a key");
+    let (closed, received) = plain_login(&server, key);
+    assert!(!closed, "the server closed an accepted login");
+    assert_eq!(sasl_outcome(&received), Some(0), "{received:02x?}");
     assert_still_serving(&mut server);
 }
