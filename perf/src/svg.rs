@@ -106,12 +106,19 @@ impl Scale {
                 }
                 ticks
             }
-            Self::Linear { min, max } => (0..=4)
-                .map(|i| {
-                    let v = min + (max - min) * f64::from(i) / 4.0;
-                    (v, format(v))
-                })
-                .collect(),
+            Self::Linear { min, max } => {
+                // Ticks at round multiples (1, 2 or 5 times a power of ten), 4 to 10 of
+                // them, so a label names exactly the value under it.
+                let step = nice_step(max - min);
+                let mut ticks = Vec::new();
+                let mut k = (min / step).ceil();
+                while k * step <= max + step * 1e-9 {
+                    let v = k * step;
+                    ticks.push((v, format(v)));
+                    k += 1.0;
+                }
+                ticks
+            }
             Self::Log { min, max } => {
                 let mut ticks = Vec::new();
                 let mut v = min;
@@ -123,6 +130,20 @@ impl Scale {
             }
         }
     }
+}
+
+/// A round tick step giving 4 to 10 ticks over `range`.
+fn nice_step(range: f64) -> f64 {
+    if range <= 0.0 || !range.is_finite() {
+        return 1.0;
+    }
+    let magnitude = 10_f64.powf((range / 5.0).log10().floor());
+    for factor in [1.0, 2.0, 5.0, 10.0] {
+        if range / (factor * magnitude) <= 10.0 {
+            return factor * magnitude;
+        }
+    }
+    10.0 * magnitude
 }
 
 fn nice_ceiling(v: f64) -> f64 {
@@ -525,6 +546,32 @@ mod tests {
         assert!((log.unit(10_000.0) - 0.4).abs() < 1e-12);
         assert!(log.unit(1.0).abs() < 1e-12, "below the range clamps");
         assert_eq!(log.ticks(&|v| format!("{v}")).len(), 6);
+    }
+
+    #[test]
+    fn linear_ticks_fall_on_round_values() {
+        let ticks = |max: f64| {
+            Scale::Linear { min: 0.0, max }
+                .ticks(&|v| format!("{v}"))
+                .into_iter()
+                .map(|(v, _)| v)
+                .collect::<Vec<_>>()
+        };
+        assert_eq!(ticks(13.0), [0.0, 2.0, 4.0, 6.0, 8.0, 10.0, 12.0]);
+        assert_eq!(
+            ticks(10.0),
+            [0.0, 1.0, 2.0, 3.0, 4.0, 5.0, 6.0, 7.0, 8.0, 9.0, 10.0]
+        );
+        assert_eq!(
+            ticks(50_000.0),
+            [0.0, 10_000.0, 20_000.0, 30_000.0, 40_000.0, 50_000.0]
+        );
+        let negative = Scale::Linear {
+            min: -3.0,
+            max: 12.0,
+        }
+        .ticks(&|v| format!("{v}"));
+        assert_eq!(negative.first().map(|t| t.0), Some(-2.0));
     }
 
     #[test]
