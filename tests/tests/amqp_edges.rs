@@ -3,11 +3,11 @@
 //! a `close` carrying the right `amqp:*` condition, a PLAIN login with a wrong key ends with
 //! the SASL auth outcome, never a panic, and never at the cost of another connection.
 //!
-//! One server serves every test in this file; each test checks at its end that the server
-//! process is still alive and that a new connection still gets through SASL and `open`.
+//! Each test starts its own server (dropping it kills the process) and checks at its end that
+//! the server process is still alive and that a new connection still gets through SASL and
+//! `open`.
 
 use std::io::Read as _;
-use std::sync::{Mutex, MutexGuard, OnceLock, PoisonError};
 use std::time::Duration;
 
 use system_tests::{Server, TlsStream, send, wait_for_close};
@@ -15,13 +15,8 @@ use system_tests::{Server, TlsStream, send, wait_for_close};
 const SASL_HEADER: &[u8] = b"AMQP\x03\x01\x00\x00";
 const AMQP_HEADER: &[u8] = b"AMQP\x00\x01\x00\x00";
 
-/// The server all tests share; a failed test's poisoned lock still hands it over.
-fn shared_server() -> MutexGuard<'static, Server> {
-    static SERVER: OnceLock<Mutex<Server>> = OnceLock::new();
-    SERVER
-        .get_or_init(|| Mutex::new(Server::start().expect("the server starts")))
-        .lock()
-        .unwrap_or_else(PoisonError::into_inner)
+fn server() -> Server {
+    Server::start().expect("the server starts")
 }
 
 /// A frame: size, data offset 2, type, channel, body.
@@ -158,7 +153,7 @@ fn assert_still_serving(server: &mut Server) {
 /// Expectation: `close` with `amqp:connection:framing-error` before any of the body is sent.
 #[test]
 fn an_oversized_frame_closes_with_a_framing_error() {
-    let mut server = shared_server();
+    let mut server = server();
     let mut bad = (16u32 << 20).to_be_bytes().to_vec();
     bad.extend([2, 0, 0, 0]);
     let (condition, description) = close_after(&server, &bad);
@@ -171,7 +166,7 @@ fn an_oversized_frame_closes_with_a_framing_error() {
 /// Expectation: `close` with `amqp:connection:framing-error`.
 #[test]
 fn a_frame_with_a_bad_data_offset_closes_with_a_framing_error() {
-    let mut server = shared_server();
+    let mut server = server();
     let bad = [0, 0, 0, 8, 1, 0, 0, 0];
     let (condition, _) = close_after(&server, &bad);
     assert_eq!(condition, "amqp:connection:framing-error");
@@ -182,7 +177,7 @@ fn a_frame_with_a_bad_data_offset_closes_with_a_framing_error() {
 /// Expectation: `close` with `amqp:connection:framing-error`.
 #[test]
 fn a_frame_of_an_unknown_type_closes_with_a_framing_error() {
-    let mut server = shared_server();
+    let mut server = server();
     let bad = frame(7, 0, &performative(0x11, 0, &[]));
     let (condition, _) = close_after(&server, &bad);
     assert_eq!(condition, "amqp:connection:framing-error");
@@ -193,7 +188,7 @@ fn a_frame_of_an_unknown_type_closes_with_a_framing_error() {
 /// Expectation: `close` with `amqp:decode-error`.
 #[test]
 fn an_unknown_performative_closes_with_a_decode_error() {
-    let mut server = shared_server();
+    let mut server = server();
     let bad = frame(0, 0, &performative(0x77, 0, &[]));
     let (condition, _) = close_after(&server, &bad);
     assert_eq!(condition, "amqp:decode-error");
@@ -204,7 +199,7 @@ fn an_unknown_performative_closes_with_a_decode_error() {
 /// Expectation: `close` with `amqp:decode-error`.
 #[test]
 fn a_malformed_performative_closes_with_a_decode_error() {
-    let mut server = shared_server();
+    let mut server = server();
     let bad = frame(0, 1, &[0x00, 0x53, 0x11, 0xc0, 0xf0, 0x04, 0x40]);
     let (condition, _) = close_after(&server, &bad);
     assert_eq!(condition, "amqp:decode-error");
@@ -215,7 +210,7 @@ fn a_malformed_performative_closes_with_a_decode_error() {
 /// Expectation: `close` with `amqp:illegal-state` naming the channel.
 #[test]
 fn a_frame_on_a_channel_without_a_session_closes_with_illegal_state() {
-    let mut server = shared_server();
+    let mut server = server();
     let bad = frame(0, 9, &performative(0x14, 1, &[0x43]));
     let (condition, description) = close_after(&server, &bad);
     assert_eq!(condition, "amqp:illegal-state");
@@ -227,7 +222,7 @@ fn a_frame_on_a_channel_without_a_session_closes_with_illegal_state() {
 /// Expectation: the server answers with the header it speaks and closes; no frame follows.
 #[test]
 fn a_foreign_protocol_header_gets_ours_and_the_connection_ends() {
-    let mut server = shared_server();
+    let mut server = server();
     let mut stream = server.amqp_tls().expect("TLS to the AMQP listener");
     send(&mut stream, b"GET / HTTP/1.1\r\nHost: localhost\r\n\r\n").expect("sent");
     let (closed, received) = wait_for_close(&mut stream, Duration::from_secs(10));
@@ -242,7 +237,7 @@ fn a_foreign_protocol_header_gets_ours_and_the_connection_ends() {
 /// Expectation: the server forgets them quietly and keeps serving.
 #[test]
 fn connections_that_end_without_close_leave_the_server_serving() {
-    let mut server = shared_server();
+    let mut server = server();
     drop(server.amqp_tls().expect("TLS to the AMQP listener"));
     let mut stream = server.amqp_tls().expect("TLS to the AMQP listener");
     let handshake = handshake();
@@ -282,7 +277,7 @@ fn plain_login(server: &Server, password: &str) -> (bool, Vec<u8>) {
 /// gets outcome 0 and the connection stays open for the AMQP layer.
 #[test]
 fn a_plain_login_is_checked_against_the_policy_keys() {
-    let mut server = shared_server();
+    let mut server = server();
     let (closed, received) = plain_login(&server, "bm90IHRoZSBrZXk=");
     assert!(closed, "the server kept a refused login open");
     assert_eq!(sasl_outcome(&received), Some(1), "{received:02x?}");
