@@ -12,7 +12,7 @@ use std::time::{Duration, Instant};
 
 use criterion::{BenchmarkId, Criterion, Throughput, criterion_group};
 use dataplane_log::record::{self, BuilderEncoder, RecordInput};
-use dataplane_log::{AckMode, WritePath};
+use dataplane_log::{AckMode, SegmentPrep, WritePath};
 use log_common::{
     Shape, bench_dir, config, housekeeping, measuring, open, segment_bytes, write_path_name,
 };
@@ -229,6 +229,145 @@ fn interleaved_flush_comparison(iterations: usize) {
     }
 }
 
+/// Resident set size of this process, from `/proc/self/status` (0 where unavailable).
+fn resident_bytes() -> u64 {
+    std::fs::read_to_string("/proc/self/status")
+        .ok()
+        .and_then(|status| {
+            let line = status.lines().find(|l| l.starts_with("VmRSS:"))?;
+            let kib: u64 = line.split_whitespace().nth(1)?.parse().ok()?;
+            Some(kib * 1024)
+        })
+        .unwrap_or(0)
+}
+
+/// Appends (at full speed, or paced to a byte rate) while a second thread prepares segments,
+/// as a shard's blocking pool does: the request is handed over as soon as
+/// `next_segment_request` gives one, the prepared segment installed after the first append
+/// that finds it ready. Reports, per rate, write path and `prepare_next_at_percent`, the
+/// resident memory right after open (with the first request, if any, already served), how many
+/// rolls had to prepare inline, the append rate reached and the mean preparation time. Run
+/// with `SHOAL_PREPARE_AHEAD=<rolls> [SHOAL_PREPARE_AHEAD_SEGMENT_MIB=128]
+/// [SHOAL_PREPARE_AHEAD_MBPS=0,400,100] cargo bench -p benches --bench log_append -- --list`
+/// (0 MB/s is full speed; the comparison runs before criterion, and `--list` skips the rest).
+fn prepare_ahead_comparison(rolls: u64) {
+    let segment_mib: u64 = std::env::var("SHOAL_PREPARE_AHEAD_SEGMENT_MIB")
+        .ok()
+        .and_then(|n| n.parse().ok())
+        .unwrap_or(128);
+    let rates: Vec<u64> = std::env::var("SHOAL_PREPARE_AHEAD_MBPS")
+        .unwrap_or_else(|_| "0".to_owned())
+        .split(',')
+        .filter_map(|n| n.trim().parse().ok())
+        .collect();
+    for rate in rates {
+        prepare_ahead_at_rate(rolls, segment_mib, rate);
+    }
+}
+
+fn prepare_ahead_at_rate(rolls: u64, segment_mib: u64, rate_mbps: u64) {
+    let shape = Shape::Payload(256);
+    let payload = vec![0x42u8; shape.payload_bytes()];
+    let inputs: Vec<RecordInput<'_>> = (0..256).map(|_| shape.input(&payload)).collect();
+    let pace = if rate_mbps == 0 {
+        "at full speed".to_owned()
+    } else {
+        format!("paced to {rate_mbps} MB/s")
+    };
+    println!(
+        "written-mode appends of 256 x {} B records {pace}, {segment_mib} MiB segments, \
+         {rolls} rolls, segments prepared on a second thread:",
+        shape.record_bytes()
+    );
+    let batch_bytes = (inputs.len() * shape.record_bytes()) as f64;
+    for write_path in [WritePath::Pwrite, WritePath::Mmap] {
+        for percent in [0u8, 50, 75] {
+            let dir = bench_dir("log-prepare-ahead");
+            let config = dataplane_log::PartitionConfig {
+                prepare_next_at_percent: percent,
+                retention_bytes: Some(3 * (segment_mib << 20)),
+                ..config(write_path, AckMode::Written, segment_mib << 20)
+            };
+            let resident_before = resident_bytes();
+            let mut partition = open(&dir, config);
+            let (requests, preparer_inbox) = std::sync::mpsc::channel::<SegmentPrep>();
+            let (preparer_outbox, prepared) = std::sync::mpsc::channel();
+            let preparer = std::thread::spawn(move || {
+                for prep in preparer_inbox {
+                    let start = Instant::now();
+                    let result = prep.prepare();
+                    if preparer_outbox.send((result, start.elapsed())).is_err() {
+                        break;
+                    }
+                }
+            });
+            let mut preparing = false;
+            let mut prepare_times = Vec::new();
+            let mut service = |partition: &mut dataplane_log::Partition, wait: bool| {
+                if preparing {
+                    let ready = if wait {
+                        prepared.recv().ok()
+                    } else {
+                        prepared.try_recv().ok()
+                    };
+                    if let Some((result, took)) = ready {
+                        preparing = false;
+                        prepare_times.push(took);
+                        partition
+                            .install_prepared(result.expect("prepare"))
+                            .expect("install");
+                    }
+                }
+                if let Some(prep) = partition.next_segment_request() {
+                    requests.send(prep).expect("preparer alive");
+                    preparing = true;
+                }
+            };
+            // A shard starts the first preparation right after open, when the log asks for one.
+            service(&mut partition, false);
+            service(&mut partition, true);
+            let resident_open = resident_bytes().saturating_sub(resident_before);
+            let start = Instant::now();
+            let mut appended = 0u64;
+            let mut now_ms = 0;
+            while partition.stats().segments_rolled < rolls {
+                partition.append(&inputs, now_ms).expect("append");
+                appended += inputs.len() as u64;
+                now_ms += 1;
+                if rate_mbps > 0 {
+                    let due = Duration::from_secs_f64(
+                        (now_ms as f64) * batch_bytes / (rate_mbps as f64 * 1e6),
+                    );
+                    if let Some(wait) = due.checked_sub(start.elapsed()) {
+                        std::thread::sleep(wait);
+                    }
+                }
+                service(&mut partition, false);
+                if partition.stats().segments_rolled > partition.stats().segments_deleted + 2 {
+                    partition.enforce_retention(now_ms).expect("retention");
+                }
+            }
+            let elapsed = start.elapsed();
+            let stats = partition.stats();
+            drop(requests);
+            preparer.join().expect("preparer thread");
+            let mean_prepare = prepare_times.iter().sum::<Duration>()
+                / u32::try_from(prepare_times.len().max(1)).expect("few preparations");
+            println!(
+                "  {:<6} prepare at {percent:>2} %: resident after open {:>4} MiB, {} of {} rolls \
+                 prepared inline, {:>5.2} M records/s ({:>5.0} MB/s), mean preparation {:>6.1?}",
+                write_path_name(write_path),
+                resident_open >> 20,
+                stats.segments_prepared_inline,
+                stats.segments_rolled,
+                appended as f64 / elapsed.as_secs_f64() / 1e6,
+                (appended as usize * shape.record_bytes()) as f64 / elapsed.as_secs_f64() / 1e6,
+                mean_prepare,
+            );
+        }
+    }
+}
+
 criterion_group!(
     benches,
     append_throughput,
@@ -242,6 +381,12 @@ fn main() {
         .and_then(|n| n.parse().ok())
     {
         interleaved_flush_comparison(iterations);
+    }
+    if let Some(rolls) = std::env::var("SHOAL_PREPARE_AHEAD")
+        .ok()
+        .and_then(|n| n.parse().ok())
+    {
+        prepare_ahead_comparison(rolls);
     }
     benches();
     criterion::Criterion::default()

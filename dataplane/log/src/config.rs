@@ -22,6 +22,10 @@ pub const INDEX_INTERVAL_BYTES_MAX: u32 = 1 << 20;
 /// Page granularity that segment sizes must respect (mapping and preallocation work in pages).
 pub const SEGMENT_BYTES_ALIGNMENT: u64 = 4096;
 
+/// Largest [`PartitionConfig::prepare_next_at_percent`]: past it the preparation gets less
+/// than a tenth of a segment's fill time to finish before the roll needs it.
+pub const PREPARE_NEXT_AT_PERCENT_MAX: u8 = 90;
+
 const _: () = assert!(SEGMENT_BYTES_MIN.is_multiple_of(SEGMENT_BYTES_ALIGNMENT));
 const _: () = assert!(SEGMENT_BYTES_MAX.is_multiple_of(SEGMENT_BYTES_ALIGNMENT));
 const _: () = assert!(SEGMENT_BYTES_MAX - (SEGMENT_HEADER_BYTES as u64) < (1 << 32));
@@ -103,6 +107,17 @@ pub struct PartitionConfig {
     /// journal; into zeroed blocks it is a plain overwrite. Costs one extra write of every
     /// segment, off the append path. See `DECISIONS.md` for the measurements.
     pub zero_fill: bool,
+    /// How full (in percent of its data area) the active segment must be before
+    /// [`Partition::next_segment_request`](crate::Partition::next_segment_request) asks for the
+    /// next one (0..=[`PREPARE_NEXT_AT_PERCENT_MAX`]; 0 asks right after each roll).
+    ///
+    /// A prepared segment is as large as the active one and, pre-faulted, just as resident, so
+    /// preparing right after a roll keeps two segments in memory per partition for the whole
+    /// life of each segment. Asking at half keeps the spare only for the second half. The roll
+    /// stays off the append path as long as appends fill the remaining part no faster than the
+    /// preparation writes a whole segment: at 50 % the append rate may reach half the
+    /// preparation rate (measured in `DECISIONS.md`).
+    pub prepare_next_at_percent: u8,
 }
 
 impl Default for PartitionConfig {
@@ -116,6 +131,7 @@ impl Default for PartitionConfig {
             retention_bytes: None,
             prefault: true,
             zero_fill: true,
+            prepare_next_at_percent: 50,
         }
     }
 }
@@ -144,6 +160,12 @@ impl PartitionConfig {
         }
         if self.retention_bytes == Some(0) {
             return invalid("retention_bytes", "is zero (use None to keep everything)");
+        }
+        if self.prepare_next_at_percent > PREPARE_NEXT_AT_PERCENT_MAX {
+            return invalid(
+                "prepare_next_at_percent",
+                "is above PREPARE_NEXT_AT_PERCENT_MAX",
+            );
         }
         Ok(())
     }
@@ -202,6 +224,17 @@ mod tests {
             bad.validate(),
             Err(Error::InvalidConfig {
                 field: "index_interval_bytes",
+                ..
+            })
+        ));
+        let bad = PartitionConfig {
+            prepare_next_at_percent: PREPARE_NEXT_AT_PERCENT_MAX + 1,
+            ..PartitionConfig::default()
+        };
+        assert!(matches!(
+            bad.validate(),
+            Err(Error::InvalidConfig {
+                field: "prepare_next_at_percent",
                 ..
             })
         ));

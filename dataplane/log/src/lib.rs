@@ -8,7 +8,9 @@
 //! [`FlushRequest`]s naming the files to `fdatasync`, the caller performs them (through
 //! io_uring on the data plane, or [`Partition::flush_now`]) and reports back, and the committed
 //! end that readers see moves. Segments are prepared ahead of need through [`SegmentPrep`] on a
-//! blocking thread, so the append path never creates, maps or faults in a file.
+//! blocking thread, asked for once the active segment is half full (see
+//! [`PartitionConfig::prepare_next_at_percent`]), so the append path never creates, maps or
+//! faults in a file.
 //!
 //! ```text
 //!   owner thread                                              any thread
@@ -19,6 +21,7 @@
 //!        │                                                  │                    │
 //!        │                           committed end (Release) ┴─────── Acquire ───┘
 //!        └─ next_segment_request() ─▶ blocking thread: prepare() ─▶ install_prepared()
+//!           (None until the active segment is half full)
 //! ```
 //!
 //! Measured decisions (write paths, zero-filled segments, the forward flatbuffers encoder,

@@ -1,4 +1,4 @@
-//! The partition: appends on its owner thread, flushes requested by value, segments rolled
+//! The partition: appends on its owner thread, flushes requested by value, segments prepared
 //! ahead of need.
 //!
 //! # Append path
@@ -609,12 +609,20 @@ impl Partition {
         }
     }
 
-    /// A request to prepare the next segment off the append path, when none is prepared or
-    /// being prepared. Run [`SegmentPrep::prepare`] on a blocking thread and hand the result to
+    /// A request to prepare the next segment off the append path, once the active segment is
+    /// [`PartitionConfig::prepare_next_at_percent`] full and when none is prepared or being
+    /// prepared. Cheap when there is nothing to ask for: call it after every append. Run
+    /// [`SegmentPrep::prepare`] on a blocking thread and hand the result to
     /// [`Partition::install_prepared`]. If no prepared segment is installed when a roll needs
     /// one, the roll prepares it inline (counted in [`PartitionStats::segments_prepared_inline`]).
     pub fn next_segment_request(&mut self) -> Option<SegmentPrep> {
         if self.poison.is_some() || self.spare.is_some() || self.prep_outstanding {
+            return None;
+        }
+        let filled = u64::from(self.writer.position()) * 100;
+        let threshold = u64::from(self.writer.segment().data_capacity())
+            * u64::from(self.config.prepare_next_at_percent);
+        if filled < threshold {
             return None;
         }
         self.prep_outstanding = true;

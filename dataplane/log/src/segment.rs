@@ -20,7 +20,8 @@
 //! contiguous across segments and stay valid forever, also after old segments are deleted.
 //!
 //! # Life of a segment
-//! 1. [`SegmentPrep::prepare`] (on a blocking thread, or inline as a fallback) creates
+//! 1. Once the active segment is `prepare_next_at_percent` full, the partition asks for the
+//!    next one; [`SegmentPrep::prepare`] (on a blocking thread, or inline as a fallback) creates
 //!    `prepared-*.segment.tmp` and `prepared-*.index.tmp`, preallocates both with `fallocate`,
 //!    maps them and pre-faults every page, so that appends never touch a cold page and a full
 //!    disk shows up here, as `ENOSPC`, instead of as `SIGBUS` in a mapping.

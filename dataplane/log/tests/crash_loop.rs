@@ -26,6 +26,7 @@ fn config(write_path: WritePath) -> PartitionConfig {
         retention_bytes: None,
         prefault: true,
         zero_fill: true,
+        prepare_next_at_percent: 50,
     }
 }
 

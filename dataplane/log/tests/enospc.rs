@@ -82,6 +82,7 @@ fn filling_the_filesystem_poisons_with_enospc_and_committed_records_read_back() 
         retention_bytes: None,
         prefault: true,
         zero_fill: true,
+        prepare_next_at_percent: 50,
     };
     let (mut partition, _) = Partition::open(&dir, PartitionId(0), config.clone()).expect("open");
     let mut flushed = 0u64;

@@ -72,3 +72,64 @@ fn without_a_prepared_segment_a_roll_prepares_inline_and_counts_it() {
     assert!(stats.segments_rolled >= 3);
     assert_eq!(stats.segments_prepared_inline, stats.segments_rolled);
 }
+
+#[test]
+fn the_next_segment_is_requested_only_once_the_active_one_is_half_full() {
+    // Setup: 64 KiB segments, batches of about 4 KiB, asking for the next segment right after
+    // open and after every append, and preparing it at once; then the same with
+    // `prepare_next_at_percent = 0`.
+    // Expectation: at 50 % no request while the active segment is below half its data area,
+    // one as soon as it is at or past it, none while one is installed; after each roll the new
+    // segment waits for half again. At 0 % the request comes right after open and after every
+    // roll. No roll ever prepares inline.
+    for percent in [50u8, 0] {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let config = dataplane_log::PartitionConfig {
+            prepare_next_at_percent: percent,
+            ..small_config(WritePath::Pwrite, AckMode::Written)
+        };
+        let threshold = config.segment_data_bytes() * u64::from(percent);
+        let (mut partition, _) = Partition::open(dir.path(), PartitionId(0), config).expect("open");
+        let mut segment_base = 0u64;
+        let mut requested_in_segment = false;
+        let mut requests = 0;
+        for batch in 0..=60u64 {
+            if batch > 0 {
+                let rolls = partition.stats().segments_rolled;
+                let records: Vec<OwnedInput> = (0..4)
+                    .map(|i| OwnedInput::numbered(batch * 4 + i, 1000))
+                    .collect();
+                let receipt = append_owned(&mut partition, &records, 0).expect("append");
+                if partition.stats().segments_rolled > rolls {
+                    segment_base = receipt.first_offset.0;
+                    requested_in_segment = false;
+                }
+            }
+            let fill = (partition.written_end().offset.0 - segment_base) * 100;
+            match partition.next_segment_request() {
+                Some(prep) => {
+                    assert!(
+                        !requested_in_segment,
+                        "{percent} %: one request per segment"
+                    );
+                    assert!(fill >= threshold, "{percent} %: asked at {fill}");
+                    requests += 1;
+                    requested_in_segment = true;
+                    partition
+                        .install_prepared(prep.prepare().expect("prepare"))
+                        .expect("install");
+                }
+                None => assert!(
+                    requested_in_segment || fill < threshold,
+                    "{percent} %: nothing asked at {fill}"
+                ),
+            }
+        }
+        let stats = partition.stats();
+        assert!(stats.segments_rolled >= 3, "{stats:?}");
+        assert_eq!(stats.segments_prepared_inline, 0, "{stats:?}");
+        if percent == 0 {
+            assert_eq!(requests, stats.segments_rolled + 1, "{stats:?}");
+        }
+    }
+}

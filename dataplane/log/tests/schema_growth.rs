@@ -23,6 +23,7 @@ fn config(write_path: WritePath) -> PartitionConfig {
         retention_bytes: None,
         prefault: false,
         zero_fill: false,
+        prepare_next_at_percent: 50,
     }
 }
 

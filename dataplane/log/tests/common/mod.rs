@@ -21,6 +21,7 @@ pub fn small_config(write_path: WritePath, ack: AckMode) -> PartitionConfig {
         retention_bytes: None,
         prefault: true,
         zero_fill: false,
+        prepare_next_at_percent: 50,
     }
 }
 
