@@ -2,11 +2,10 @@
 //! the real binary: every kind of bad input ends that connection with a logged reason, never
 //! a panic, and never costs another connection or an acknowledged message.
 //!
-//! One server serves every test in this file (they use distinct device ids); each test checks
-//! at its end that the server process is still alive.
+//! Each test starts its own server (with a short CONNECT timeout for the no-CONNECT test) and
+//! checks at its end that the process is still alive; dropping the server kills it.
 
 use std::io::Read as _;
-use std::sync::{Mutex, OnceLock};
 use std::time::{Duration, Instant};
 
 use bytes::BytesMut;
@@ -14,15 +13,9 @@ use mqttbytes::QoS;
 use mqttbytes::v4::{self, Connect, Packet, Publish, Subscribe};
 use system_tests::{Server, TlsStream, device_token, send, wait_for_close};
 
-/// The server all tests share, with a short CONNECT timeout for the no-CONNECT test.
-fn server() -> &'static Mutex<Server> {
-    static SERVER: OnceLock<Mutex<Server>> = OnceLock::new();
-    SERVER.get_or_init(|| {
-        Mutex::new(
-            Server::start_with(&[("SHOAL_DATAPLANE_CONNECT_TIMEOUT_SECS", "2")])
-                .expect("the server starts"),
-        )
-    })
+/// A fresh server for one test, with a short CONNECT timeout for the no-CONNECT test.
+fn server() -> Server {
+    Server::start_with(&[("SHOAL_DATAPLANE_CONNECT_TIMEOUT_SECS", "2")]).expect("the server starts")
 }
 
 struct Device {
@@ -115,9 +108,7 @@ fn closes(stream: &mut TlsStream) -> bool {
 fn a_qos1_publish_is_acknowledged_and_lands_in_the_log() {
     // Setup: a registered device publishes one QoS 1 message.
     // Expectation: PUBACK with its packet id; the record is in the device's partition.
-    let mut server = server()
-        .lock()
-        .unwrap_or_else(std::sync::PoisonError::into_inner);
+    let mut server = server();
     let device = new_device(&server, "ok");
     let (mut stream, mut buffer) = connected(&server, &device, 60);
     send(
@@ -137,9 +128,7 @@ fn a_qos1_publish_is_acknowledged_and_lands_in_the_log() {
 
 #[test]
 fn a_qos2_publish_closes_the_connection_and_appends_nothing() {
-    let mut server = server()
-        .lock()
-        .unwrap_or_else(std::sync::PoisonError::into_inner);
+    let mut server = server();
     let device = new_device(&server, "qos2");
     let (mut stream, _) = connected(&server, &device, 60);
     send(
@@ -154,9 +143,7 @@ fn a_qos2_publish_closes_the_connection_and_appends_nothing() {
 
 #[test]
 fn malformed_and_truncated_packets_close_only_their_connection() {
-    let mut server = server()
-        .lock()
-        .unwrap_or_else(std::sync::PoisonError::into_inner);
+    let mut server = server();
     let device = new_device(&server, "malformed");
     let other = new_device(&server, "bystander");
     let (mut bystander, mut bystander_buffer) = connected(&server, &other, 60);
@@ -215,9 +202,7 @@ fn malformed_and_truncated_packets_close_only_their_connection() {
 
 #[test]
 fn a_spoofed_device_id_in_the_topic_closes_the_connection() {
-    let mut server = server()
-        .lock()
-        .unwrap_or_else(std::sync::PoisonError::into_inner);
+    let mut server = server();
     let device = new_device(&server, "honest");
     let victim = new_device(&server, "victim");
     let (mut stream, _) = connected(&server, &device, 60);
@@ -237,9 +222,7 @@ fn a_spoofed_device_id_in_the_topic_closes_the_connection() {
 
 #[test]
 fn topics_and_subscriptions_outside_iot_hub_close_the_connection() {
-    let mut server = server()
-        .lock()
-        .unwrap_or_else(std::sync::PoisonError::into_inner);
+    let mut server = server();
     let device = new_device(&server, "topics");
     let (mut stream, _) = connected(&server, &device, 60);
     send(
@@ -276,9 +259,7 @@ fn topics_and_subscriptions_outside_iot_hub_close_the_connection() {
 
 #[test]
 fn an_oversized_message_closes_the_connection_and_appends_nothing() {
-    let mut server = server()
-        .lock()
-        .unwrap_or_else(std::sync::PoisonError::into_inner);
+    let mut server = server();
     let device = new_device(&server, "big");
     let (mut stream, _) = connected(&server, &device, 60);
     let payload = vec![b'x'; 256 * 1024 + 1];
@@ -301,9 +282,7 @@ fn an_oversized_message_closes_the_connection_and_appends_nothing() {
 
 #[test]
 fn keep_alive_is_enforced_at_one_and_a_half_times_its_value() {
-    let mut server = server()
-        .lock()
-        .unwrap_or_else(std::sync::PoisonError::into_inner);
+    let mut server = server();
     let device = new_device(&server, "keepalive");
     let (mut stream, _) = connected(&server, &device, 1);
     let started = Instant::now();
@@ -333,9 +312,7 @@ fn keep_alive_is_enforced_at_one_and_a_half_times_its_value() {
 
 #[test]
 fn a_second_connection_with_the_same_client_id_closes_the_first() {
-    let mut server = server()
-        .lock()
-        .unwrap_or_else(std::sync::PoisonError::into_inner);
+    let mut server = server();
     let device = new_device(&server, "twice");
     let (mut first, _) = connected(&server, &device, 60);
     let (mut second, mut buffer) = connected(&server, &device, 60);
@@ -354,9 +331,7 @@ fn a_second_connection_with_the_same_client_id_closes_the_first() {
 
 #[test]
 fn a_connection_that_never_sends_connect_is_closed_after_the_timeout() {
-    let mut server = server()
-        .lock()
-        .unwrap_or_else(std::sync::PoisonError::into_inner);
+    let mut server = server();
     let mut stream = server.mqtt_tls().unwrap();
     // Complete the TLS handshake, then stay silent.
     stream.conn.complete_io(&mut stream.sock).unwrap();
@@ -385,9 +360,7 @@ fn a_connection_that_never_sends_connect_is_closed_after_the_timeout() {
 
 #[test]
 fn bad_credentials_get_connack_refusals() {
-    let mut server = server()
-        .lock()
-        .unwrap_or_else(std::sync::PoisonError::into_inner);
+    let mut server = server();
     let device = new_device(&server, "creds");
     let cases: Vec<(Connect, v4::ConnectReturnCode)> = vec![
         {
@@ -458,9 +431,7 @@ fn a_will_is_sent_as_telemetry_when_the_connection_drops_without_disconnect() {
     // drops; a second device with a will disconnects cleanly.
     // Expectation: the first will lands as telemetry stamped iothub-MessageType=Will; the
     // second is discarded, as MQTT and IoT Hub specify.
-    let mut server = server()
-        .lock()
-        .unwrap_or_else(std::sync::PoisonError::into_inner);
+    let mut server = server();
     for (name, clean) in [("will-dropped", false), ("will-clean", true)] {
         let device = new_device(&server, name);
         let mut connect = Connect::new(device.id.clone());
