@@ -171,6 +171,72 @@ fn durable_flush_latency(c: &mut Criterion) {
     group.finish();
 }
 
+/// Group commit as the data plane sees it with many sessions of one message in flight each:
+/// 100 appends of one record (256 B payload), then one flush, in durable mode on the pwrite
+/// path. `per_append` writes each append at once (`staged_bytes_max = 0`, one `pwrite` per
+/// append), `staged` writes the 100 records with one `pwrite` when the flush request is taken.
+/// `request` times the owner thread's work (appends, taking the request, completing it; the
+/// data plane runs the `fdatasync` on io_uring), `fdatasync` adds the sync (`flush_now`).
+fn group_commit_cost(c: &mut Criterion) {
+    let mut group = c.benchmark_group("log_group_commit");
+    if measuring() {
+        group
+            .measurement_time(Duration::from_secs(4))
+            .warm_up_time(Duration::from_secs(1));
+    }
+    let shape = Shape::Payload(256);
+    let payload = vec![0x42u8; shape.payload_bytes()];
+    let input = [shape.input(&payload)];
+    let appends = 100u64;
+    group.throughput(Throughput::Elements(appends));
+    for (name, staged_bytes_max) in [("per_append", 0), ("staged", 1 << 20)] {
+        for sync in [false, true] {
+            let dir = bench_dir("log-group-commit");
+            let segment = if measuring() { 64 << 20 } else { 4 << 20 };
+            let config = dataplane_log::PartitionConfig {
+                staged_bytes_max,
+                ..config(WritePath::Pwrite, AckMode::Durable, segment)
+            };
+            let mut partition = open(&dir, config);
+            let id = BenchmarkId::new(
+                format!("{name}/{}", if sync { "fdatasync" } else { "request" }),
+                format!("{appends}x1"),
+            );
+            group.bench_function(id, |b| {
+                b.iter_custom(|iterations| {
+                    let mut elapsed = Duration::ZERO;
+                    for i in 0..iterations {
+                        housekeeping(&mut partition);
+                        let start = Instant::now();
+                        for _ in 0..appends {
+                            partition.append(&input, i as i64).expect("append");
+                        }
+                        if sync {
+                            partition.flush_now().expect("flush");
+                        } else {
+                            let request = partition
+                                .take_flush_request()
+                                .expect("write")
+                                .expect("request");
+                            partition.flush_complete(request).expect("complete");
+                        }
+                        elapsed += start.elapsed();
+                    }
+                    elapsed
+                });
+            });
+            let stats = partition.stats();
+            let writes_per_flush = stats.record_writes as f64 / stats.flushes_requested as f64;
+            assert!(
+                (staged_bytes_max == 0 && writes_per_flush >= appends as f64)
+                    || (staged_bytes_max > 0 && writes_per_flush <= 1.01),
+                "{name}: {writes_per_flush} writes per flush"
+            );
+        }
+    }
+    group.finish();
+}
+
 /// Flush latency of the write-path variants measured round-robin, one flush of each in turn, so
 /// that the large swings of a shared disk's latency hit every variant alike (criterion measures
 /// one variant after the other). Prints percentiles; run with
@@ -372,7 +438,8 @@ criterion_group!(
     benches,
     append_throughput,
     encode_cost,
-    durable_flush_latency
+    durable_flush_latency,
+    group_commit_cost
 );
 
 fn main() {

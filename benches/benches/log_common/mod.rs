@@ -42,6 +42,7 @@ pub fn config(write_path: WritePath, ack: AckMode, segment_bytes: u64) -> Partit
         prefault: true,
         zero_fill: std::env::var("SHOAL_BENCH_ZERO_FILL").map_or(true, |v| v != "0"),
         prepare_next_at_percent: PartitionConfig::default().prepare_next_at_percent,
+        staged_bytes_max: PartitionConfig::default().staged_bytes_max,
     }
 }
 

@@ -16,7 +16,8 @@
 //!   owner thread                                              any thread
 //!   ────────────                                              ──────────
 //!   append(batch) ─▶ encode+CRC into staging ─pwrite─▶ page cache ◀─ mmap ─ Cursor::next()
-//!        │                                   (or memcpy into the mapping)        ▲
+//!        │       (durable: staged until the next     (or memcpy into             ▲
+//!        │        take_flush_request, one pwrite)     the mapping)               │
 //!        ├─ take_flush_request() ─▶ caller fdatasyncs ─▶ flush_complete()        │
 //!        │                                                  │                    │
 //!        │                           committed end (Release) ┴─────── Acquire ───┘

@@ -5,8 +5,23 @@
 //! `append` sizes every record first (the forward encoder knows the exact size without
 //! encoding), rolls to the next segment if the batch does not fit (a batch never spans
 //! segments), then encodes header + body + CRC for each record straight into the staging buffer
-//! (`WritePath::Pwrite`, then one `pwrite`) or the mapped segment (`WritePath::Mmap`), adds the
-//! index entries that fall due, and in `written` mode publishes the new committed end.
+//! (`WritePath::Pwrite`) or the mapped segment (`WritePath::Mmap`), adds the index entries that
+//! fall due, and in `written` mode publishes the new committed end.
+//!
+//! On the pwrite path in `written` mode the batch is written at once, one `pwrite` per append.
+//! In `durable` mode nothing is visible or acknowledged before a flush, so the bytes stay staged
+//! and the next [`Partition::take_flush_request`] writes everything staged with one `pwrite`:
+//! with many sessions appending one message each between two flushes, that is one syscall per
+//! flush instead of one per message. A roll (the staged bytes belong to the old segment) and
+//! a full staging buffer (`staged_bytes_max`) write earlier.
+//!
+//! ```text
+//!   staging buffer                        active segment file
+//!   ┌───────────────────────────┐         ┌──────────────────┬────────────────────┬───────┐
+//!   │ batch │ batch │ … │ batch │ ─pwrite▶│ written records  │ staged_from ..     │ zeros │
+//!   └───────────────────────────┘         │                  │ written end        │       │
+//!   0                   staged_len        └──────────────────┴────────────────────┴───────┘
+//! ```
 //!
 //! # Flush protocol (group commit)
 //! ```text
@@ -29,6 +44,8 @@
 //! # Invariants
 //! - written end >= end of the newest flush request >= durable end >= committed end (durable
 //!   mode); committed end = written end (written mode).
+//! - Staged bytes are the last `staged_len` bytes before the written end, all in the active
+//!   segment; a flush request covers no staged byte (it writes them before it is returned).
 //! - Sequence numbers are contiguous; offsets and enqueued times never decrease.
 //! - Once poisoned, no append is accepted and the durable end never moves again.
 
@@ -96,6 +113,9 @@ pub struct PartitionStats {
     pub flushes_requested: u64,
     /// Flush requests completed.
     pub flushes_completed: u64,
+    /// `pwrite` calls that wrote records: one per append in `written` mode; in `durable` mode
+    /// one per flush request that had staged bytes, plus one per roll or full staging buffer.
+    pub record_writes: u64,
     /// Segments deleted by retention.
     pub segments_deleted: u64,
 }
@@ -235,7 +255,11 @@ pub struct Partition {
     next_sequence: u64,
     last_enqueued_ms: i64,
     last_record: Option<LastRecord>,
+    /// Encoded records not yet written to the file: `staging[..staged_len]`, to be written at
+    /// data position `staged_from` of the active segment.
     staging: Vec<u8>,
+    staged_len: usize,
+    staged_from: u32,
     body_sizes: Vec<u32>,
     record_offsets: Vec<Offset>,
     flush: FlushState,
@@ -362,6 +386,8 @@ impl Partition {
             next_sequence: end.sequence.0,
             last_record: recovered.last,
             staging: Vec::new(),
+            staged_len: 0,
+            staged_from: 0,
             body_sizes: Vec::new(),
             record_offsets: Vec::new(),
             flush: FlushState {
@@ -522,19 +548,30 @@ impl Partition {
         };
         match self.config.write_path {
             WritePath::Pwrite => {
-                if self.staging.len() < batch {
-                    self.staging.resize(batch, 0);
+                if self.staged_len > 0
+                    && self.staged_len + batch > self.config.staged_bytes_max as usize
+                {
+                    self.write_staged()?;
+                }
+                if self.staged_len == 0 {
+                    self.staged_from = start;
+                }
+                assert!(
+                    self.staged_from as usize + self.staged_len == start as usize,
+                    "staged bytes end at the written end"
+                );
+                let at = self.staged_len;
+                if self.staging.len() < at + batch {
+                    self.staging.resize(at + batch, 0);
                 }
                 encode_batch(
                     records,
                     &self.body_sizes,
-                    &mut self.staging[..batch],
+                    &mut self.staging[at..at + batch],
                     plan,
                     &mut self.record_offsets,
                 );
-                if let Err(error) = self.writer.pwrite(&self.staging[..batch]) {
-                    return Err(self.poison(error));
-                }
+                self.staged_len += batch;
             }
             WritePath::Mmap => {
                 let out = self.writer.mapped_tail(batch);
@@ -557,6 +594,9 @@ impl Partition {
                 .note_record((offset.0 - base) as u32, sequence, enqueued_ms);
         }
         self.writer.advance(batch as u32);
+        if self.staged_len > 0 && !self.config.stages_writes() {
+            self.write_staged()?;
+        }
         let count = records.len() as u64;
         self.next_sequence += count;
         self.last_enqueued_ms = enqueued_ms;
@@ -593,6 +633,28 @@ impl Partition {
             count: count as u32,
             end_offset: Offset(first_offset + batch_bytes),
         })
+    }
+
+    /// Writes the staged bytes with one `pwrite`; a failure poisons.
+    fn write_staged(&mut self) -> Result<()> {
+        if self.staged_len == 0 {
+            return Ok(());
+        }
+        self.check_poison()?;
+        let written = self
+            .writer
+            .pwrite_at(self.staged_from, &self.staging[..self.staged_len]);
+        if let Err(error) = written {
+            return Err(self.poison(error));
+        }
+        self.stats.record_writes += 1;
+        self.staged_from += self.staged_len as u32;
+        self.staged_len = 0;
+        assert!(
+            self.staged_from == self.writer.position(),
+            "everything up to the written end is in the file"
+        );
+        Ok(())
     }
 
     fn segment_prep(&mut self) -> SegmentPrep {
@@ -651,6 +713,10 @@ impl Partition {
 
     /// Seals the active segment and continues in a prepared one (inline preparation if none).
     fn roll(&mut self, now_ms: i64) -> Result<()> {
+        // The staged bytes belong to the segment being sealed; they reach its file before the
+        // next segment appears under its final name, so a reader that sees the new file finds
+        // the old one complete.
+        self.write_staged()?;
         let prepared = match self.spare.take() {
             Some(prepared) => prepared,
             None => {
@@ -708,11 +774,16 @@ impl Partition {
     }
 
     /// The flush for everything appended since the previous request was taken, or `None` when
-    /// there is nothing new (or the partition is poisoned).
-    pub fn take_flush_request(&mut self) -> Option<FlushRequest> {
+    /// there is nothing new. Writes the staged bytes first (durable mode, pwrite path: one
+    /// `pwrite` for everything appended since the previous write), so that the request's
+    /// targets hold every byte it covers. A failed write poisons the partition and is returned;
+    /// a poisoned partition returns [`Error::Poisoned`].
+    pub fn take_flush_request(&mut self) -> Result<Option<FlushRequest>> {
+        self.check_poison()?;
+        self.write_staged()?;
         let end = self.written_end();
-        if self.poison.is_some() || end.offset == self.flush.started.offset {
-            return None;
+        if end.offset == self.flush.started.offset {
+            return Ok(None);
         }
         assert!(
             end.offset.0 > self.flush.started.offset.0,
@@ -752,13 +823,13 @@ impl Partition {
         });
         let start = std::mem::replace(&mut self.flush.started, end);
         self.stats.flushes_requested += 1;
-        Some(FlushRequest {
+        Ok(Some(FlushRequest {
             partition: self.id,
             id,
             start,
             end: committed_end,
             targets,
-        })
+        }))
     }
 
     /// Marks a request's range durable. The durable (and, in durable mode, committed) end moves
@@ -811,8 +882,7 @@ impl Partition {
     /// Takes a flush request, syncs it on this thread and completes it: for tests, benches and
     /// callers without an I/O thread. Returns the durable end.
     pub fn flush_now(&mut self) -> Result<CommittedPosition> {
-        self.check_poison()?;
-        let Some(request) = self.take_flush_request() else {
+        let Some(request) = self.take_flush_request()? else {
             return Ok(self.flush.durable);
         };
         if let Err((i, error)) = request.sync() {
@@ -837,6 +907,17 @@ impl Partition {
     /// The active segment.
     pub(crate) fn active_segment(&self) -> &Arc<Segment> {
         self.writer.segment()
+    }
+}
+
+impl Drop for Partition {
+    fn drop(&mut self) {
+        // Staged records were never committed or acknowledged, so losing them would break no
+        // promise; writing them (best effort, not synced) leaves on disk what immediate writes
+        // would have left, as before staging existed.
+        if self.poison.is_none() {
+            let _ = self.write_staged();
+        }
     }
 }
 

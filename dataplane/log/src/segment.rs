@@ -469,14 +469,19 @@ impl SegmentWriter {
         self.segment.data_capacity() - self.position
     }
 
-    /// Writes encoded records at the end with `pwrite`.
-    pub(crate) fn pwrite(&mut self, bytes: &[u8]) -> Result<()> {
+    /// Writes encoded records with `pwrite` at data position `position`; they must end exactly
+    /// at the end of the written records (the partition advances first, then writes what it
+    /// staged).
+    pub(crate) fn pwrite_at(&mut self, position: u32, bytes: &[u8]) -> Result<()> {
         assert!(
-            bytes.len() <= self.remaining() as usize,
-            "batch fits the segment"
+            u64::from(position) + bytes.len() as u64 == u64::from(self.position),
+            "the written bytes end at the written end"
         );
-        assert!(bytes.len().is_multiple_of(8), "whole records");
-        let at = SEGMENT_HEADER_BYTES as u64 + u64::from(self.position);
+        assert!(
+            position.is_multiple_of(8) && bytes.len().is_multiple_of(8),
+            "whole records"
+        );
+        let at = SEGMENT_HEADER_BYTES as u64 + u64::from(position);
         self.segment
             .file
             .write_all_at(bytes, at)

@@ -70,6 +70,7 @@ fn readers_see_only_flushed_records(write_path: WritePath) {
         if batches.is_multiple_of(5) || sequence == total_records {
             let request = partition
                 .take_flush_request()
+                .expect("the staged records are written")
                 .expect("new records to flush");
             request.sync().expect("sync");
             synced_end.store(request.end().offset.0, Ordering::Release);

@@ -1,7 +1,9 @@
 //! SIGKILL at random moments loses nothing that was reported committed: a child process (this
 //! test binary, re-executed) appends in durable mode and prints each flushed sequence number;
 //! the parent kills it, recovers the partition, checks every reported record, appends, and
-//! starts the next child on the same directory.
+//! starts the next child on the same directory. The children cycle through the write paths:
+//! pwrite with records staged until the flush request (the default), pwrite with a 4 KiB
+//! staging bound (staged bytes written by appends, at rolls and at flush requests), and mmap.
 
 mod common;
 
@@ -16,19 +18,31 @@ const PATH_VAR: &str = "SHOAL_CRASH_WRITER_PATH";
 const SEED_VAR: &str = "SHOAL_CRASH_WRITER_SEED";
 const CHILD_TEST: &str = "child_writer_runs_only_when_spawned_by_the_crash_loop";
 
-fn config(write_path: WritePath) -> PartitionConfig {
+/// The child's write path, by name: `pwrite`, `pwrite-4k` or `mmap`.
+fn config(variant: &str) -> PartitionConfig {
     PartitionConfig {
         segment_bytes: 64 * 1024,
         index_interval_bytes: 512,
-        write_path,
+        write_path: if variant == "mmap" {
+            WritePath::Mmap
+        } else {
+            WritePath::Pwrite
+        },
         ack: AckMode::Durable,
         retention_ms: None,
         retention_bytes: None,
         prefault: true,
         zero_fill: true,
         prepare_next_at_percent: 50,
+        staged_bytes_max: if variant == "pwrite-4k" {
+            4096
+        } else {
+            1 << 20
+        },
     }
 }
+
+const VARIANTS: [&str; 3] = ["pwrite", "pwrite-4k", "mmap"];
 
 /// Record `sequence` always has the same content, so any survivor can be checked.
 fn record(sequence: u64) -> OwnedInput {
@@ -43,18 +57,14 @@ fn child_writer_runs_only_when_spawned_by_the_crash_loop() {
     let Some(dir) = std::env::var_os(DIR_VAR) else {
         return;
     };
-    let write_path = if std::env::var(PATH_VAR).as_deref() == Ok("mmap") {
-        WritePath::Mmap
-    } else {
-        WritePath::Pwrite
-    };
+    let variant = std::env::var(PATH_VAR).unwrap_or_else(|_| "pwrite".to_owned());
     let seed = std::env::var(SEED_VAR)
         .ok()
         .and_then(|s| s.parse().ok())
         .unwrap_or(1);
     let mut rng = Rng::new(seed);
     let (mut partition, _) =
-        Partition::open(&dir, PartitionId(0), config(write_path)).expect("child open");
+        Partition::open(&dir, PartitionId(0), config(&variant)).expect("child open");
     let mut stdout = std::io::stdout().lock();
     loop {
         let first = partition.written_end().sequence.0;
@@ -79,9 +89,10 @@ fn child_writer_runs_only_when_spawned_by_the_crash_loop() {
 
 #[test]
 fn records_reported_committed_survive_sigkill_and_the_log_continues() {
-    // Setup: eight iterations on one directory, alternating the write paths. Each spawns the
-    // child writer, reads a random number of its "committed" lines, spins a random while, then
-    // SIGKILLs it mid-append or mid-flush, and drains the lines already written.
+    // Setup: nine iterations on one directory, cycling through the write paths. Each spawns
+    // the child writer, reads a random number of its "committed" lines, spins a random while,
+    // then SIGKILLs it mid-append or mid-flush (staged records not yet written die with it),
+    // and drains the lines already written.
     // Expectation: the partition reopens (a torn tail at most), every record up to the highest
     // reported sequence number reads back intact and in order with nothing missing, and an
     // append by the parent continues the sequence and reads back.
@@ -90,12 +101,12 @@ fn records_reported_committed_survive_sigkill_and_the_log_continues() {
     let exe = std::env::current_exe().expect("test binary");
     let mut committed_max: Option<u64> = None;
     let mut torn_tails = 0;
-    for iteration in 0..8u64 {
-        let write_path = if iteration % 2 == 0 { "pwrite" } else { "mmap" };
+    for iteration in 0..9u64 {
+        let variant = VARIANTS[iteration as usize % VARIANTS.len()];
         let mut child = Command::new(&exe)
             .args(["--exact", CHILD_TEST, "--nocapture", "--test-threads=1"])
             .env(DIR_VAR, dir.path())
-            .env(PATH_VAR, write_path)
+            .env(PATH_VAR, variant)
             .env(SEED_VAR, rng.next_u64().to_string())
             .stdout(Stdio::piped())
             .stderr(Stdio::piped())
@@ -147,13 +158,8 @@ fn records_reported_committed_survive_sigkill_and_the_log_continues() {
         }
 
         let committed = committed_max.expect("something was committed");
-        let config = config(if iteration % 2 == 0 {
-            WritePath::Pwrite
-        } else {
-            WritePath::Mmap
-        });
         let (mut partition, report) =
-            Partition::open(dir.path(), PartitionId(0), config).expect("recover");
+            Partition::open(dir.path(), PartitionId(0), config(variant)).expect("recover");
         torn_tails += report.truncated.len();
         assert!(
             report.end.sequence.0 > committed,
@@ -183,5 +189,5 @@ fn records_reported_committed_survive_sigkill_and_the_log_continues() {
         assert_eq!(tail.len() as u64, next + 2);
         assert_eq!(tail.last().expect("records").1, record(next + 1));
     }
-    eprintln!("crash loop: {torn_tails} torn tails truncated over 8 kills");
+    eprintln!("crash loop: {torn_tails} torn tails truncated over 9 kills");
 }

@@ -83,6 +83,7 @@ fn filling_the_filesystem_poisons_with_enospc_and_committed_records_read_back() 
         prefault: true,
         zero_fill: true,
         prepare_next_at_percent: 50,
+        staged_bytes_max: 1 << 20,
     };
     let (mut partition, _) = Partition::open(&dir, PartitionId(0), config.clone()).expect("open");
     let mut flushed = 0u64;

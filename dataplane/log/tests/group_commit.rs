@@ -25,16 +25,22 @@ fn a_request_taken_while_another_is_in_flight_covers_only_what_came_after() {
     let mut partition = open(dir.path(), AckMode::Durable);
     let reader = partition.reader();
     assert!(
-        partition.take_flush_request().is_none(),
+        partition.take_flush_request().expect("take").is_none(),
         "nothing to flush yet"
     );
     let a = append_owned(&mut partition, &[OwnedInput::numbered(0, 100)], 1).expect("append");
-    let first = partition.take_flush_request().expect("request 1");
+    let first = partition
+        .take_flush_request()
+        .expect("take")
+        .expect("request 1");
     append_owned(&mut partition, &[OwnedInput::numbered(1, 100)], 2).expect("append");
     let c = append_owned(&mut partition, &[OwnedInput::numbered(2, 100)], 3).expect("append");
-    let second = partition.take_flush_request().expect("request 2");
+    let second = partition
+        .take_flush_request()
+        .expect("take")
+        .expect("request 2");
     assert!(
-        partition.take_flush_request().is_none(),
+        partition.take_flush_request().expect("take").is_none(),
         "everything is already requested"
     );
     assert_eq!(first.start().offset.0, 0);
@@ -76,7 +82,10 @@ fn a_request_after_a_roll_lists_both_segments_and_the_directory() {
     append_owned(&mut partition, &batch, 1).expect("append");
     append_owned(&mut partition, &batch, 2).expect("append that rolls");
     assert_eq!(partition.stats().segments_rolled, 1);
-    let request = partition.take_flush_request().expect("request");
+    let request = partition
+        .take_flush_request()
+        .expect("take")
+        .expect("request");
     let kinds: Vec<FlushTargetKind> = request
         .targets()
         .iter()
@@ -104,7 +113,10 @@ fn a_request_after_a_roll_lists_both_segments_and_the_directory() {
     assert_eq!(read_all(&partition.reader()).len(), 100);
     let batch: Vec<OwnedInput> = (0..3).map(|i| OwnedInput::numbered(i, 10)).collect();
     append_owned(&mut partition, &batch, 3).expect("append");
-    let request = partition.take_flush_request().expect("request");
+    let request = partition
+        .take_flush_request()
+        .expect("take")
+        .expect("request");
     assert_eq!(
         request.targets().len(),
         1,
@@ -122,7 +134,10 @@ fn a_failed_flush_poisons_appends_but_committed_records_stay_readable() {
     append_owned(&mut partition, &[OwnedInput::numbered(0, 100)], 1).expect("append");
     partition.flush_now().expect("flush");
     append_owned(&mut partition, &[OwnedInput::numbered(1, 100)], 2).expect("append");
-    let request = partition.take_flush_request().expect("request");
+    let request = partition
+        .take_flush_request()
+        .expect("take")
+        .expect("request");
     let error = partition.flush_failed(request, std::io::Error::from_raw_os_error(libc::EIO));
     assert!(matches!(error, Error::FlushFailed { .. }), "{error}");
     assert!(partition.is_poisoned());
@@ -131,7 +146,10 @@ fn a_failed_flush_poisons_appends_but_committed_records_stay_readable() {
         append_owned(&mut partition, &[OwnedInput::numbered(2, 100)], 3).expect_err("poisoned");
     assert!(matches!(refused, Error::Poisoned { .. }), "{refused}");
     assert!(matches!(partition.flush_now(), Err(Error::Poisoned { .. })));
-    assert!(partition.take_flush_request().is_none());
+    assert!(matches!(
+        partition.take_flush_request(),
+        Err(Error::Poisoned { .. })
+    ));
     assert!(partition.next_segment_request().is_none());
     let records = read_all(&partition.reader());
     assert_eq!(records.len(), 1);

@@ -24,6 +24,7 @@ fn config(write_path: WritePath) -> PartitionConfig {
         prefault: false,
         zero_fill: false,
         prepare_next_at_percent: 50,
+        staged_bytes_max: 1 << 20,
     }
 }
 

@@ -22,6 +22,7 @@ pub fn small_config(write_path: WritePath, ack: AckMode) -> PartitionConfig {
         prefault: true,
         zero_fill: false,
         prepare_next_at_percent: 50,
+        staged_bytes_max: 1 << 20,
     }
 }
 

@@ -291,8 +291,18 @@ impl PartitionOwner {
         };
         while requests.recv().await.is_some() {
             loop {
-                let Some(request) = self.log.borrow_mut().take_flush_request() else {
-                    break;
+                let request = match self.log.borrow_mut().take_flush_request() {
+                    Ok(Some(request)) => request,
+                    Ok(None) => break,
+                    Err(error) => {
+                        tracing::error!(
+                            partition = self.id,
+                            %error,
+                            "writing records failed: the partition refuses appends until restarted"
+                        );
+                        self.fail_waiting();
+                        return;
+                    }
                 };
                 let mut failure = None;
                 for target in request.targets() {
