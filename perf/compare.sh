@@ -286,7 +286,7 @@ rate_of() { sed -n 's/.*"msgs_per_s": *\([0-9.e+]*\).*/\1/p' "$1" | head -n 1; }
 TABLES=$OUT/tables.txt
 : >"$TABLES"
 MODE=$([[ $TLS == 1 ]] && echo TLS || echo "plain TCP")
-declare -A BEST=()
+declare -A BEST=() ONE=()
 for scenario in "${SCENARIOS[@]}"; do
     rows=()
     for server in $SERVERS; do
@@ -297,6 +297,7 @@ for scenario in "${SCENARIOS[@]}"; do
             continue
         fi
         rate=$(rate_of "$result")
+        [[ $scenario == canonical ]] && ONE[$server]=$rate
         if [[ -z ${BEST[$server]:-} ]] || awk -v a="$rate" -v b="${BEST[$server]}" 'BEGIN { exit !(a > b) }'; then
             BEST[$server]=$rate
         fi
@@ -305,19 +306,22 @@ for scenario in "${SCENARIOS[@]}"; do
     echo | tee -a "$TABLES"
 done
 if [[ $HALF_LOAD == 1 ]]; then
-    # PUBACK latency at half of what each server sustained at best above (DESIGN.md:
-    # p99 under 5 ms at half the sustained load), open loop, corrected for coordinated
-    # omission.
+    # PUBACK latency at half the sustained load (DESIGN.md: p99 under 5 ms), open loop,
+    # corrected for coordinated omission. The sustained load is each server's one-in-flight
+    # rate (canonical: how device SDKs send, one message at a time, unbatched like open-loop
+    # traffic), or its best rate when canonical did not run. Half of a 16-in-flight rate
+    # would overload most servers: open-loop messages arrive spread out, not in batches.
     rows=()
     for server in $SERVERS; do
-        if [[ -z ${BEST[$server]:-} ]]; then
+        base=${ONE[$server]:-${BEST[$server]:-}}
+        if [[ -z $base ]]; then
             rows+=("$server=!no sustained rate to halve")
             continue
         fi
-        half=$(awk -v r="${BEST[$server]}" 'BEGIN { printf "%d", r / 2 }')
+        half=$(awk -v r="$base" 'BEGIN { printf "%d", r / 2 }')
         rows+=("$server=$(run_one half-load "$server" --rate "$half")")
     done
-    "$PERF" compare-table --title "== half load ($MODE): open loop at half of each server's best rate above; PUBACK p99 target < 5 ms" \
+    "$PERF" compare-table --title "== half load ($MODE): open loop at half of each server's sustained rate; PUBACK p99 target < 5 ms" \
         --baseline shoal "${rows[@]}" | tee -a "$TABLES"
     echo | tee -a "$TABLES"
 fi

@@ -16,6 +16,8 @@ pub struct Row {
     pub label: String,
     /// Messages per second.
     pub msgs_per_s: f64,
+    /// The offered open-loop rate, if the run was open loop.
+    pub offered_per_s: Option<f64>,
     /// PUBACK p50 in ns.
     pub p50_ns: f64,
     /// PUBACK p99 in ns.
@@ -41,6 +43,16 @@ impl Row {
         let publish = &results["publish"];
         let server = &results["server"];
         let generator = &results["generator"];
+        let config = &report["config"];
+        let devices = config["devices"]["count"].as_f64().unwrap_or(0.0);
+        let offered = match (
+            config["publish"]["device_rate"].as_f64(),
+            config["publish"]["rate"].as_f64(),
+        ) {
+            (Some(d), _) if d > 0.0 => Some(d * devices),
+            (_, Some(r)) if r > 0.0 => Some(r),
+            _ => None,
+        };
         let errors = |v: &Value| {
             v.as_object()
                 .map_or(0, |m| m.values().filter_map(Value::as_u64).sum())
@@ -48,6 +60,7 @@ impl Row {
         Some(Self {
             label: label.to_owned(),
             msgs_per_s: publish["msgs_per_s"].as_f64()?,
+            offered_per_s: offered,
             p50_ns: publish["puback"]["p50_ns"].as_f64()?,
             p99_ns: publish["puback"]["p99_ns"].as_f64()?,
             cpu_us_per_msg: server["cpu_us_per_msg"].as_f64(),
@@ -82,8 +95,9 @@ pub fn table(title: &str, rows: &[(String, Result<Row, String>)], baseline: &str
     let _ = writeln!(out, "{title}");
     let _ = writeln!(
         out,
-        "{:<12} {:>11} {:>9} {:>9} {:>10} {:>9} {:>6} {:>6}  {:>8} {:>8} {:>8} {:>8} {:>8}",
+        "{:<12} {:>9} {:>11} {:>9} {:>9} {:>10} {:>9} {:>6} {:>6}  {:>8} {:>8} {:>8} {:>8} {:>8}",
         "server",
+        "offered",
         "msgs/s",
         "p50 ms",
         "p99 ms",
@@ -116,8 +130,9 @@ pub fn table(title: &str, rows: &[(String, Result<Row, String>)], baseline: &str
                 };
                 let _ = writeln!(
                     out,
-                    "{:<12} {:>11.0} {:>9} {:>9} {:>10} {:>9} {:>6.0} {:>6}  {:>8} {:>8} {:>8} {:>8} {:>8}{}",
+                    "{:<12} {:>9} {:>11.0} {:>9} {:>9} {:>10} {:>9} {:>6.0} {:>6}  {:>8} {:>8} {:>8} {:>8} {:>8}{}",
                     label,
+                    r.offered_per_s.map_or("-".into(), |o| format!("{o:.0}")),
                     r.msgs_per_s,
                     ms(r.p50_ns),
                     ms(r.p99_ns),
@@ -207,7 +222,8 @@ mod tests {
             .expect("row");
         let cells: Vec<&str> = line.split_whitespace().collect();
         // msgs/s 2x, p50 0.5x, p99 2x, CPU 0.5x, RSS 2x.
-        assert_eq!(&cells[8..13], ["2.00x", "0.50x", "2.00x", "0.50x", "2.00x"]);
+        assert_eq!(cells[1], "-", "closed loop: nothing offered");
+        assert_eq!(&cells[9..14], ["2.00x", "0.50x", "2.00x", "0.50x", "2.00x"]);
         assert!(text.contains("rumqttd      FAILED: did not start"));
         let shoal_line = text.lines().find(|l| l.starts_with("shoal ")).expect("row");
         assert!(
@@ -229,7 +245,7 @@ mod tests {
             .find(|l| l.starts_with("mosquitto"))
             .expect("row");
         let cells: Vec<&str> = line.split_whitespace().collect();
-        assert_eq!(&cells[8..13], ["-", "-", "-", "-", "-"], "{line}");
+        assert_eq!(&cells[9..14], ["-", "-", "-", "-", "-"], "{line}");
         assert!(Row::from_report("x", &serde_json::json!({})).is_none());
     }
 }
