@@ -39,8 +39,9 @@ pub enum Error {
         path: PathBuf,
     },
 
-    /// Creating, listing, opening, mapping or reading a file while opening the partition failed.
-    /// Terminal for this open: the operator sees the path and the OS error.
+    /// Creating, listing, opening, mapping or reading a file while opening the partition (or
+    /// opening or refreshing a [`Follower`](crate::Follower)) failed. Terminal for this open:
+    /// the operator sees the path and the OS error; a follower's refresh may be retried.
     #[error("cannot open {path}: {source}")]
     OpenFailed {
         /// The file or directory.
@@ -126,6 +127,14 @@ pub enum Error {
         reason: Corruption,
         /// File position of a valid record found after the bad one, if that is why.
         valid_record_after: Option<u64>,
+    },
+
+    /// The partition directory holds no segment yet: no writer ever opened it. Recoverable for a
+    /// [`Follower`](crate::Follower): open it again later.
+    #[error("no segment in {path} yet")]
+    NoSegments {
+        /// The directory.
+        path: PathBuf,
     },
 
     /// A segment file header is unreadable or contradicts its file name or partition. Terminal

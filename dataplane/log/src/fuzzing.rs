@@ -10,7 +10,10 @@
 //!   earliest one, offsets that follow each other and non-decreasing times, and the cursor ends
 //!   exactly at the committed end;
 //! - an append after recovery reads back, and a second open (recovery of a recovered log) keeps
-//!   every record.
+//!   every record;
+//! - a read-only [`Follower`] opened on the files before recovery never panics, changes no
+//!   file, refreshes to the same end, yields only valid records in order, and when both it and
+//!   recovery accept the files, its readable end is the end recovery finds.
 //!
 //! Input layout: byte 0 picks the mode.
 //! - even: *raw files*. Byte 1 holds flags (bit 0: write the index file, bit 1: fix up the
@@ -30,8 +33,8 @@ use std::sync::atomic::{AtomicU64, Ordering};
 
 use crate::segment::{self, SEGMENT_HEADER_BYTES};
 use crate::{
-    AckMode, Error, Offset, Partition, PartitionConfig, PartitionId, RecordInput, SegmentId,
-    SequenceNumber, StartPosition, WritePath,
+    AckMode, Error, Follower, Offset, Partition, PartitionConfig, PartitionId, RecordInput,
+    SegmentId, SequenceNumber, StartPosition, WritePath,
 };
 
 const PARTITION: PartitionId = PartitionId(0);
@@ -94,7 +97,59 @@ pub fn log_recovery(data: &[u8]) {
     } else {
         write_damaged_log(&scratch.0, rest)
     };
-    check_open(&scratch.0, write_path);
+    let followed = check_follower(&scratch.0);
+    check_open(&scratch.0, write_path, followed);
+}
+
+/// Every file of `dir` by name, with its bytes.
+fn snapshot(dir: &Path) -> Vec<(PathBuf, Vec<u8>)> {
+    let mut files: Vec<(PathBuf, Vec<u8>)> = fs::read_dir(dir)
+        .expect("list fuzz directory")
+        .flatten()
+        .map(|entry| {
+            let path = entry.path();
+            let bytes = fs::read(&path).unwrap_or_default();
+            (path, bytes)
+        })
+        .collect();
+    files.sort();
+    files
+}
+
+/// Follows the files read-only, as `shoal events tail` would next to a writer, and checks the
+/// follower's invariants; returns its readable end when it accepted the files.
+fn check_follower(dir: &Path) -> Option<crate::Position> {
+    let before = snapshot(dir);
+    let followed = Follower::open(dir).ok().map(|mut follower| {
+        let end = follower.readable().end;
+        let report = follower
+            .refresh()
+            .expect("refreshing an unchanged directory");
+        assert_eq!(report.end, end, "nothing changed, nothing added");
+        assert_eq!(report.records_added, 0);
+        let earliest = follower.earliest();
+        let mut cursor = follower.cursor(StartPosition::Earliest);
+        let mut sequence = earliest.sequence.0;
+        loop {
+            match cursor.next() {
+                Ok(Some(record)) => {
+                    assert!(record.crc_is_valid(), "a follower yields valid records");
+                    assert_eq!(record.sequence().0, sequence, "in order, none missing");
+                    sequence += 1;
+                }
+                Ok(None) => {
+                    assert_eq!(sequence, end.sequence.0, "up to the readable end");
+                    break;
+                }
+                // Records of sealed segments trusted through their index are checked when read.
+                Err(Error::CorruptRecord { .. }) => break,
+                Err(error) => panic!("unexpected follower read error: {error}"),
+            }
+        }
+        end
+    });
+    assert!(snapshot(dir) == before, "a follower changes no file");
+    followed
 }
 
 fn write_raw_files(dir: &Path, data: &[u8]) -> WritePath {
@@ -203,11 +258,18 @@ fn write_damaged_log(dir: &Path, data: &[u8]) -> WritePath {
 }
 
 /// Opens the partition and checks the invariants listed in the module docs.
-fn check_open(dir: &Path, write_path: WritePath) {
+fn check_open(dir: &Path, write_path: WritePath, followed: Option<crate::Position>) {
     let config = config(write_path);
     let Ok((mut partition, _report)) = Partition::open(dir, PARTITION, config.clone()) else {
         return;
     };
+    if let Some(followed) = followed {
+        assert_eq!(
+            partition.written_end(),
+            followed,
+            "the follower's readable end is where recovery ends"
+        );
+    }
     let records = check_records(&partition);
     assert!(
         !partition.is_poisoned(),

@@ -145,7 +145,7 @@ impl IndexHeader {
     }
 
     /// Parses and checks magic, version and CRC; `None` when any is wrong.
-    fn decode(bytes: &[u8; INDEX_HEADER_BYTES]) -> Option<IndexHeader> {
+    pub(crate) fn decode(bytes: &[u8; INDEX_HEADER_BYTES]) -> Option<IndexHeader> {
         let u16_at = |at: usize| u16::from_le_bytes([bytes[at], bytes[at + 1]]);
         let u32_at = |at: usize| {
             u32::from_le_bytes([bytes[at], bytes[at + 1], bytes[at + 2], bytes[at + 3]])
@@ -355,6 +355,19 @@ impl SegmentIndex {
             );
         };
         self.count.store(count + 1, Ordering::Release);
+    }
+
+    /// Copies the bytes of an index file (header and entries) into the mapping, for a
+    /// [`Follower`](crate::Follower), which never maps another process's index file: the copy
+    /// is validated like the file itself before any entry is published.
+    pub(crate) fn load(&self, bytes: &[u8]) {
+        assert!(self.len() == 0, "loaded before any entry is published");
+        let len = bytes.len().min(self.map.len());
+        // SAFETY: `len` is within the mapping; no entry is published, so no reader reads it,
+        // and the index is not shared yet.
+        unsafe {
+            std::ptr::copy_nonoverlapping(bytes.as_ptr(), self.map.as_mut_ptr(), len);
+        };
     }
 
     /// Publishes `count` entries already present in the mapping (open, after validation).

@@ -10,7 +10,9 @@
 //! end that readers see moves. Segments are prepared ahead of need through [`SegmentPrep`] on a
 //! blocking thread, asked for once the active segment is half full (see
 //! [`PartitionConfig::prepare_next_at_percent`]), so the append path never creates, maps or
-//! faults in a file.
+//! faults in a file. Another process (`shoal events tail`) follows a partition with a
+//! [`Follower`]: read-only, without the lock, showing the records written so far (not only the
+//! durable ones; see [`follower`]).
 //!
 //! ```text
 //!   owner thread                                              any thread
@@ -23,6 +25,9 @@
 //!        │                           committed end (Release) ┴─────── Acquire ───┘
 //!        └─ next_segment_request() ─▶ blocking thread: prepare() ─▶ install_prepared()
 //!           (None until the active segment is half full)
+//!
+//!   another process: Follower::refresh() ─ pread past its readable end until records validate,
+//!                    then the same Cursors over read-only mappings of the same files
 //! ```
 //!
 //! Measured decisions (write paths, zero-filled segments, the forward flatbuffers encoder,
@@ -37,8 +42,9 @@
 //! - Sequence numbers are contiguous from 0 per partition; offsets (byte positions in the
 //!   partition) and enqueued times never decrease, and an offset names the same record forever,
 //!   also after retention deleted the segments before it.
-//! - Readers never see a byte at or beyond the committed end. In `durable` mode the committed
-//!   end moves only when a flush covering it completed; in `written` mode append moves it.
+//! - Readers never see a byte at or beyond the committed end (a follower's: its readable end).
+//!   In `durable` mode the committed end moves only when a flush covering it completed; in
+//!   `written` mode append moves it.
 //! - A segment stays mapped while any reader holds it; retention only unlinks files.
 //! - Nothing read from disk can make this crate panic or read out of bounds: every length,
 //!   offset and index entry is checked, record bodies are verified before typed access.
@@ -46,11 +52,14 @@
 //!   the durable end never moves again until the partition is reopened and recovered.
 //! - Recovery truncates a torn tail only when nothing valid follows it, and reports it; any
 //!   other damage refuses to open with the file and position.
+//! - A follower never writes, truncates, renames, deletes or locks anything, and reads through
+//!   its mappings only below the end of the records it validated.
 
 #![warn(missing_docs)]
 
 pub mod config;
 pub mod error;
+pub mod follower;
 #[cfg(any(test, feature = "fuzzing"))]
 pub mod fuzzing;
 pub mod index;
@@ -63,6 +72,7 @@ pub mod segment;
 
 pub use config::{AckMode, PartitionConfig, WritePath};
 pub use error::{BodyError, Corruption, Error, Result};
+pub use follower::{FollowReport, Follower};
 pub use partition::{
     AppendReceipt, FlushRequest, FlushTarget, FlushTargetKind, Partition, PartitionStats,
 };
@@ -85,6 +95,7 @@ const _: () = {
     send::<FlushRequest>();
     send::<SegmentPrep>();
     send::<PreparedSegment>();
+    send::<Follower>();
     send_and_sync::<PartitionReader>();
 };
 

@@ -97,12 +97,12 @@ struct Candidate {
 
 /// Where the records of a scanned segment end, and what the scan saw.
 #[derive(Debug, Clone, Copy)]
-struct Scan {
-    data_bytes: u32,
-    records: u32,
-    last: Option<LastRecord>,
-    last_index_position: Option<u32>,
-    stopped: Option<Corruption>,
+pub(crate) struct Scan {
+    pub data_bytes: u32,
+    pub records: u32,
+    pub last: Option<LastRecord>,
+    pub last_index_position: Option<u32>,
+    pub stopped: Option<Corruption>,
 }
 
 /// Recovers the segments in `dir` (which exists and is locked).
@@ -224,6 +224,23 @@ pub(crate) fn recover(
     })
 }
 
+/// Segment ids in `dir`, in no particular order, without touching anything.
+pub(crate) fn segment_ids(dir: &Path) -> Result<Vec<SegmentId>> {
+    let open_failed = |error| error::open_failed(dir.to_path_buf(), error);
+    let mut ids = Vec::new();
+    for entry in fs::read_dir(dir).map_err(open_failed)? {
+        let entry = entry.map_err(open_failed)?;
+        if let Some(id) = entry
+            .file_name()
+            .to_str()
+            .and_then(segment::parse_segment_file_name)
+        {
+            ids.push(id);
+        }
+    }
+    Ok(ids)
+}
+
 /// Segment ids in `dir`; deletes leftover temporary files.
 fn list_segments(dir: &Path, report: &mut RecoveryReport) -> Result<Vec<SegmentId>> {
     let open_failed = |error| error::open_failed(dir.to_path_buf(), error);
@@ -289,21 +306,34 @@ fn read_header(
     if header.partition_id != partition.0 {
         return corrupt("belongs to another partition");
     }
+    if let Err(reason) = check_header(&header, id, file_bytes) {
+        return corrupt(reason);
+    }
+    Ok(Some(Candidate { path, file, header }))
+}
+
+/// Checks a decoded segment header against its file name and size (the partition id is the
+/// caller's to check).
+pub(crate) fn check_header(
+    header: &SegmentHeader,
+    id: SegmentId,
+    file_bytes: u64,
+) -> std::result::Result<(), &'static str> {
     if header.base_offset != id.0 {
-        return corrupt("base offset differs from the file name");
+        return Err("base offset differs from the file name");
     }
     if header.data_capacity_bytes >= 1 << 32 || !header.data_capacity_bytes.is_multiple_of(8) {
-        return corrupt("data capacity out of bounds");
+        return Err("data capacity out of bounds");
     }
     if header.data_capacity_bytes + SEGMENT_HEADER_BYTES as u64 != file_bytes {
-        return corrupt("data capacity differs from the file size");
+        return Err("data capacity differs from the file size");
     }
     // Far beyond any real log (2^62 bytes or records), and it keeps every later addition of a
     // segment-sized amount free of overflow.
     if header.base_offset > POSITION_MAX || header.base_sequence > POSITION_MAX {
-        return corrupt("base offset or sequence out of range");
+        return Err("base offset or sequence out of range");
     }
-    Ok(Some(Candidate { path, file, header }))
+    Ok(())
 }
 
 /// Largest base offset or base sequence number a segment may declare.
@@ -469,7 +499,8 @@ fn scan(segment: &Segment, area: &[u8], start: (u32, u64, Option<i64>), rebuild:
 }
 
 /// A sealed segment: trust a sealed index that checks out, otherwise scan everything strictly.
-fn recover_sealed(
+/// Also how a [`Follower`](crate::Follower) loads segments that are no longer written.
+pub(crate) fn recover_sealed(
     segment: &Segment,
     time_min: Option<i64>,
     report: &mut RecoveryReport,

@@ -244,9 +244,12 @@ pub(crate) fn prefault(map: &MmapRaw, start: usize, len: usize, write: bool) -> 
 
 /// A segment as readers and the writer share it.
 ///
-/// Reading the mapping as `&[u8]` assumes that nothing outside this partition writes the file
-/// while it is mapped: the partition directory is locked (`LOCK`, `flock`) by its owner, and
-/// operators must not edit segment files of a running partition.
+/// Reading the mapping as `&[u8]` assumes that nothing outside this partition writes the bytes
+/// read while they are mapped: the partition directory is locked (`LOCK`, `flock`) by its
+/// owner, which only writes past what readers may read, and operators must not edit segment
+/// files of a running partition. A [`Follower`](crate::Follower) in another process maps the
+/// same files read-only and reads them through the mapping only below the end of the records
+/// it validated (see `follower.rs`).
 ///
 /// # Invariants
 /// - Bytes of the data area below the partition's committed end are never written again.

@@ -4,6 +4,8 @@
 //! starts the next child on the same directory. The children cycle through the write paths:
 //! pwrite with records staged until the flush request (the default), pwrite with a 4 KiB
 //! staging bound (staged bytes written by appends, at rolls and at flush requests), and mmap.
+//! A read-only follower in the parent reads the same directory throughout, next to the child
+//! (which holds the lock), across the kills and the parent's recoveries.
 
 mod common;
 
@@ -11,7 +13,9 @@ use std::io::{BufRead, BufReader, Read, Write};
 use std::process::{Command, Stdio};
 
 use common::{OwnedInput, Rng, append_owned, read_all};
-use dataplane_log::{AckMode, Partition, PartitionConfig, PartitionId, WritePath};
+use dataplane_log::{
+    AckMode, Cursor, Follower, Partition, PartitionConfig, PartitionId, StartPosition, WritePath,
+};
 
 const DIR_VAR: &str = "SHOAL_CRASH_WRITER_DIR";
 const PATH_VAR: &str = "SHOAL_CRASH_WRITER_PATH";
@@ -87,6 +91,18 @@ fn child_writer_runs_only_when_spawned_by_the_crash_loop() {
     }
 }
 
+/// Refreshes the follower and reads what became readable, checking every record's content and
+/// that sequence numbers continue from `next`; returns the next sequence number expected.
+fn follow(follower: &mut Follower, cursor: &mut Cursor, mut next: u64) -> u64 {
+    follower.refresh().expect("the follower refreshes");
+    while let Some(view) = cursor.next().expect("the follower reads valid records") {
+        assert_eq!(view.sequence().0, next, "the follower reads in order");
+        assert_eq!(OwnedInput::from_view(&view), record(next));
+        next += 1;
+    }
+    next
+}
+
 #[test]
 fn records_reported_committed_survive_sigkill_and_the_log_continues() {
     // Setup: nine iterations on one directory, cycling through the write paths. Each spawns
@@ -95,12 +111,16 @@ fn records_reported_committed_survive_sigkill_and_the_log_continues() {
     // and drains the lines already written.
     // Expectation: the partition reopens (a torn tail at most), every record up to the highest
     // reported sequence number reads back intact and in order with nothing missing, and an
-    // append by the parent continues the sequence and reads back.
+    // append by the parent continues the sequence and reads back. The follower never fails,
+    // reads every record once and in order, has read past every reported record after each
+    // kill (it shows what was written), and reads the parent's appends after each recovery.
     let dir = tempfile::tempdir().expect("tempdir");
     let mut rng = Rng::from_env("crash_loop");
     let exe = std::env::current_exe().expect("test binary");
     let mut committed_max: Option<u64> = None;
     let mut torn_tails = 0;
+    let mut following: Option<(Follower, Cursor)> = None;
+    let mut followed = 0u64;
     for iteration in 0..9u64 {
         let variant = VARIANTS[iteration as usize % VARIANTS.len()];
         let mut child = Command::new(&exe)
@@ -141,6 +161,12 @@ fn records_reported_committed_survive_sigkill_and_the_log_continues() {
                 reported += 1;
             }
         }
+        let (follower, cursor) = following.get_or_insert_with(|| {
+            let follower = Follower::open(dir.path()).expect("follow the child's partition");
+            let cursor = follower.cursor(StartPosition::Earliest);
+            (follower, cursor)
+        });
+        followed = follow(follower, cursor, followed);
         // Kill at a random point of the next append or flush.
         let spin = rng.below(2_000_000);
         let mut sink = 0u64;
@@ -158,6 +184,12 @@ fn records_reported_committed_survive_sigkill_and_the_log_continues() {
         }
 
         let committed = committed_max.expect("something was committed");
+        let (follower, cursor) = following.as_mut().expect("following");
+        followed = follow(follower, cursor, followed);
+        assert!(
+            followed > committed,
+            "iteration {iteration}: the follower read {followed}, {committed} was committed"
+        );
         let (mut partition, report) =
             Partition::open(dir.path(), PartitionId(0), config(variant)).expect("recover");
         torn_tails += report.truncated.len();
@@ -188,6 +220,12 @@ fn records_reported_committed_survive_sigkill_and_the_log_continues() {
         let tail = read_all(&partition.reader());
         assert_eq!(tail.len() as u64, next + 2);
         assert_eq!(tail.last().expect("records").1, record(next + 1));
+        assert!(
+            followed <= next,
+            "the follower read only what recovery kept"
+        );
+        followed = follow(follower, cursor, followed);
+        assert_eq!(followed, next + 2, "iteration {iteration}");
     }
     eprintln!("crash loop: {torn_tails} torn tails truncated over 9 kills");
 }
