@@ -9,6 +9,8 @@
 #   perf/compare.sh --servers "rumqttd mosquitto floor" --duration 5s
 #   perf/compare.sh --wait-quiet 600        before each run, wait up to 600 s for other
 #                                           processes to use < 0.1 cores (shared machines)
+#   perf/compare.sh --scenario soak-100k --no-half-load --extra "--devices 19000"
+#                                           flags passed to every shoal-perf run
 #
 # Environment: SERVER_CPU (default 0), LOAD_CPU (default 1), CARGO_TARGET_DIR, SHOAL_BIN,
 # OUT (results directory, default perf/results/<UTC time>).
@@ -29,10 +31,11 @@ DURATION=""
 HALF_LOAD=1
 INSTALL=1
 WAIT_QUIET=0
+EXTRA=()
 OUT=${OUT:-$ROOT/perf/results/$(date -u +%Y%m%dT%H%M%SZ)}
 
 usage() {
-    sed -n '2,19p' "$0" | sed 's/^# \{0,1\}//'
+    sed -n '2,21p' "$0" | sed 's/^# \{0,1\}//'
     exit "${1:-0}"
 }
 
@@ -45,6 +48,7 @@ while [[ $# -gt 0 ]]; do
         --no-half-load) HALF_LOAD=0; shift ;;
         --no-install) INSTALL=0; shift ;;
         --wait-quiet) WAIT_QUIET="$2"; shift 2 ;;
+        --extra) read -r -a EXTRA <<<"$2"; shift 2 ;;
         --out) OUT="$2"; shift 2 ;;
         -h|--help) usage 0 ;;
         *) echo "unknown argument: $1" >&2; usage 2 ;;
@@ -272,7 +276,7 @@ run_one() {
         "$PERF" wait-quiet --max-cores 0.1 --timeout "${WAIT_QUIET}s" >&2 || log "still busy; running anyway"
     fi
     log "$scenario: $server (server on CPU $SERVER_CPU, load on CPU $LOAD_CPU)"
-    if taskset -c "$LOAD_CPU" "$PERF" run -s "$scenario" "${target[@]}" "${duration[@]}" "$@" \
+    if taskset -c "$LOAD_CPU" "$PERF" run -s "$scenario" "${target[@]}" "${duration[@]}" "${EXTRA[@]}" "$@" \
         --label "$server" --name "$scenario" -q --json "$base.json" --svg "$base.svg" >"$base.txt" 2>&1; then
         echo "$base.json"
     else

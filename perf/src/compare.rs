@@ -26,6 +26,8 @@ pub struct Row {
     pub cpu_us_per_msg: Option<f64>,
     /// Server RSS at the end of the window, bytes.
     pub rss_bytes: Option<f64>,
+    /// Server memory per connection, bytes.
+    pub rss_per_connection_bytes: Option<f64>,
     /// The load thread's CPU, percent.
     pub generator_pct: f64,
     /// Other processes on the machine, cores.
@@ -65,6 +67,7 @@ impl Row {
             p99_ns: publish["puback"]["p99_ns"].as_f64()?,
             cpu_us_per_msg: server["cpu_us_per_msg"].as_f64(),
             rss_bytes: server["rss_end_bytes"].as_f64(),
+            rss_per_connection_bytes: server["rss_per_connection_bytes"].as_f64(),
             generator_pct: generator["load_thread_busy_pct"]
                 .as_f64()
                 .or_else(|| generator["load_thread_cpu_pct"].as_f64())
@@ -95,83 +98,96 @@ pub fn table(title: &str, rows: &[(String, Result<Row, String>)], baseline: &str
     let _ = writeln!(out, "{title}");
     let _ = writeln!(
         out,
-        "{:<12} {:>9} {:>11} {:>9} {:>9} {:>10} {:>9} {:>6} {:>6}  {:>8} {:>8} {:>8} {:>8} {:>8}",
+        "{:<10} {:>8} {:>9} {:>7} {:>7} {:>6} {:>7} {:>5} {:>4} {:>5} {:>4} | {:>6} {:>6} {:>6} {:>6} {:>6}",
         "server",
         "offered",
         "msgs/s",
         "p50 ms",
         "p99 ms",
-        "CPU us/msg",
+        "us/msg",
         "RSS MB",
-        "gen %",
-        "errors",
-        "x msgs/s",
-        "x p50",
-        "x p99",
-        "x CPU",
-        "x RSS"
+        "KiB/c",
+        "gen%",
+        "other",
+        "err",
+        "xmsg/s",
+        "xp50",
+        "xp99",
+        "xCPU",
+        "xRSS"
     );
     let base = rows
         .iter()
         .find(|(label, _)| label == baseline)
         .and_then(|(_, row)| row.as_ref().ok());
     for (label, row) in rows {
-        match row {
-            Ok(r) => {
-                let (rm, r50, r99, rcpu, rrss) = match base {
-                    Some(b) if b.label != r.label => (
-                        ratio(Some(b.msgs_per_s), Some(r.msgs_per_s)),
-                        ratio(Some(b.p50_ns), Some(r.p50_ns)),
-                        ratio(Some(b.p99_ns), Some(r.p99_ns)),
-                        ratio(b.cpu_us_per_msg, r.cpu_us_per_msg),
-                        ratio(b.rss_bytes, r.rss_bytes),
-                    ),
-                    _ => ("-".into(), "-".into(), "-".into(), "-".into(), "-".into()),
-                };
-                let _ = writeln!(
-                    out,
-                    "{:<12} {:>9} {:>11.0} {:>9} {:>9} {:>10} {:>9} {:>6.0} {:>6}  {:>8} {:>8} {:>8} {:>8} {:>8}{}",
-                    label,
-                    r.offered_per_s.map_or("-".into(), |o| format!("{o:.0}")),
-                    r.msgs_per_s,
-                    ms(r.p50_ns),
-                    ms(r.p99_ns),
-                    r.cpu_us_per_msg.map_or("-".into(), |v| format!("{v:.2}")),
-                    r.rss_bytes
-                        .map_or("-".into(), |v| format!("{:.1}", v / 1e6)),
-                    r.generator_pct,
-                    r.errors,
-                    rm,
-                    r50,
-                    r99,
-                    rcpu,
-                    rrss,
-                    if r.counts_add_up {
-                        ""
-                    } else {
-                        "  COUNTS DO NOT ADD UP"
-                    }
-                );
-            }
+        let r = match row {
+            Ok(r) => r,
             Err(reason) => {
-                let _ = writeln!(out, "{label:<12} FAILED: {reason}");
+                let _ = writeln!(out, "{label:<10} FAILED: {reason}");
+                continue;
             }
-        }
+        };
+        let (rm, r50, r99, rcpu, rrss) = match base {
+            Some(b) if b.label != r.label => (
+                ratio(Some(b.msgs_per_s), Some(r.msgs_per_s)),
+                ratio(Some(b.p50_ns), Some(r.p50_ns)),
+                ratio(Some(b.p99_ns), Some(r.p99_ns)),
+                ratio(b.cpu_us_per_msg, r.cpu_us_per_msg),
+                ratio(b.rss_bytes, r.rss_bytes),
+            ),
+            _ => ("-".into(), "-".into(), "-".into(), "-".into(), "-".into()),
+        };
+        let dash = || "-".to_owned();
+        let _ = writeln!(
+            out,
+            "{:<10} {:>8} {:>9.0} {:>7} {:>7} {:>6} {:>7} {:>5} {:>4.0} {:>5} {:>4} | {:>6} {:>6} {:>6} {:>6} {:>6}{}",
+            label,
+            r.offered_per_s.map_or_else(dash, |o| format!("{o:.0}")),
+            r.msgs_per_s,
+            ms(r.p50_ns),
+            ms(r.p99_ns),
+            r.cpu_us_per_msg.map_or_else(dash, |v| format!("{v:.2}")),
+            r.rss_bytes.map_or_else(dash, |v| format!("{:.1}", v / 1e6)),
+            r.rss_per_connection_bytes
+                .map_or_else(dash, |v| format!("{:.1}", v / 1024.0)),
+            r.generator_pct,
+            r.other_cores.map_or_else(dash, |c| format!("{c:.2}")),
+            r.errors,
+            rm,
+            r50,
+            r99,
+            rcpu,
+            rrss,
+            if r.counts_add_up {
+                ""
+            } else {
+                "  COUNTS DO NOT ADD UP"
+            }
+        );
     }
+    let _ = writeln!(
+        out,
+        "us/msg: server CPU per message; KiB/c: server memory per connection; gen%: load thread busy; other: cores used by other processes"
+    );
     let _ = writeln!(
         out,
         "x columns: {baseline}'s figure divided by the row's (msgs/s: > 1 means {baseline} is faster; p50, p99, CPU, RSS: < 1 means {baseline} uses less)"
     );
-    if let Some(noisy) = rows
+    let noisy: Vec<String> = rows
         .iter()
         .filter_map(|(_, r)| r.as_ref().ok())
-        .filter_map(|r| r.other_cores.map(|c| (r, c)))
-        .find(|(_, c)| *c > 0.1)
-    {
+        .filter_map(|r| {
+            r.other_cores
+                .filter(|c| *c > 0.1)
+                .map(|c| format!("{} {c:.2}", r.label))
+        })
+        .collect();
+    if !noisy.is_empty() {
         let _ = writeln!(
             out,
-            "note: other processes used {:.2} cores during the {} run; the machine was not quiet",
-            noisy.1, noisy.0.label
+            "note: other processes used more than 0.1 cores during: {}; those runs are noisy",
+            noisy.join(", ")
         );
     }
     out
@@ -190,7 +206,7 @@ mod tests {
                     "counts_add_up": true,
                     "counts": {"errors": {}},
                 },
-                "server": {"cpu_us_per_msg": cpu, "rss_end_bytes": rss},
+                "server": {"cpu_us_per_msg": cpu, "rss_end_bytes": rss, "rss_per_connection_bytes": 2048.0},
                 "generator": {"load_thread_busy_pct": 40.0, "other_processes_cores": 0.01},
                 "connections": {"errors": {"connect_refused": 2}},
             }
@@ -223,8 +239,12 @@ mod tests {
         let cells: Vec<&str> = line.split_whitespace().collect();
         // msgs/s 2x, p50 0.5x, p99 2x, CPU 0.5x, RSS 2x.
         assert_eq!(cells[1], "-", "closed loop: nothing offered");
-        assert_eq!(&cells[9..14], ["2.00x", "0.50x", "2.00x", "0.50x", "2.00x"]);
-        assert!(text.contains("rumqttd      FAILED: did not start"));
+        assert_eq!(cells[11], "|");
+        assert_eq!(
+            &cells[12..17],
+            ["2.00x", "0.50x", "2.00x", "0.50x", "2.00x"]
+        );
+        assert!(text.contains("rumqttd    FAILED: did not start"));
         let shoal_line = text.lines().find(|l| l.starts_with("shoal ")).expect("row");
         assert!(
             shoal_line.ends_with('-'),
@@ -245,7 +265,7 @@ mod tests {
             .find(|l| l.starts_with("mosquitto"))
             .expect("row");
         let cells: Vec<&str> = line.split_whitespace().collect();
-        assert_eq!(&cells[9..14], ["-", "-", "-", "-", "-"], "{line}");
+        assert_eq!(&cells[12..17], ["-", "-", "-", "-", "-"], "{line}");
         assert!(Row::from_report("x", &serde_json::json!({})).is_none());
     }
 }
