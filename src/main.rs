@@ -5,6 +5,7 @@
 
 mod cli;
 mod config;
+mod events;
 mod serve;
 
 use std::path::PathBuf;
@@ -52,6 +53,11 @@ enum Command {
     Serve(ServeArgs),
     /// Print the default configuration, every key documented.
     PrintDefaultConfig,
+    /// Read the records of the built-in endpoint's partitions.
+    Events {
+        #[command(subcommand)]
+        command: EventsCommand,
+    },
     /// Manage device and module identities of a running server.
     Device {
         #[command(flatten)]
@@ -59,6 +65,12 @@ enum Command {
         #[command(subcommand)]
         command: cli::DeviceCommand,
     },
+}
+
+#[derive(Debug, Subcommand)]
+enum EventsCommand {
+    /// Print records as they arrive (from the data directory's partition files).
+    Tail(events::TailArgs),
 }
 
 fn main() {
@@ -78,6 +90,9 @@ fn main() {
             Ok(())
         }
         Some(Command::Device { target, command }) => cli::run(&target, command),
+        Some(Command::Events {
+            command: EventsCommand::Tail(args),
+        }) => events::tail(&args),
     };
     if let Err(error) = result {
         eprintln!("error: {error:#}");

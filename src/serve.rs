@@ -84,6 +84,10 @@ pub fn serve(config: &Config) -> anyhow::Result<()> {
     )?;
     https_listener.set_nonblocking(true)?;
     let mut data_plane_config = data_plane_config(config, &data_dir, &tls_files)?;
+    let applied_versions = std::sync::Arc::new(schemas::plane::AppliedVersions::new(
+        data_plane_config.shard_count,
+    ));
+    data_plane_config.applied_versions = Some(std::sync::Arc::clone(&applied_versions));
     let shard_listeners =
         dataplane::bind_listeners(&data_plane_config).map_err(|(address, error)| {
             let listeners = &config.listeners;
@@ -105,6 +109,7 @@ pub fn serve(config: &Config) -> anyhow::Result<()> {
         accepted_hosts: host_names,
         event_hub_endpoint: format!("sb://{}/", config.server.hostname),
         retention_days: config.log.retention_hours.div_ceil(24),
+        applied: Some(std::sync::Arc::clone(&applied_versions)),
     })?;
     if control.hub.partition_count != config.hub.partition_count {
         tracing::warn!(
@@ -250,6 +255,7 @@ fn data_plane_config(
             ..dataplane::Limits::default()
         },
         retention_interval: std::time::Duration::from_mins(1),
+        applied_versions: None,
     })
 }
 

@@ -29,6 +29,10 @@ if [ "$only" = all ]; then
     step "cargo clippy (warnings are errors)"
     cargo clippy --workspace --all-targets --locked
 
+    # The system tests spawn the real binary; build it before they run.
+    step "build the shoal binary"
+    cargo build --locked --bin shoal
+
     step "cargo test (unit, integration, crash and protocol tests)"
     cargo test --workspace --locked
 

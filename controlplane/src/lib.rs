@@ -40,6 +40,8 @@ pub struct ControlPlaneConfig {
     pub event_hub_endpoint: String,
     /// Retention of the built-in endpoint, in days.
     pub retention_days: u32,
+    /// What the data plane's shards have applied, when a data plane runs in this process.
+    pub applied: Option<Arc<schemas::plane::AppliedVersions>>,
 }
 
 /// Why the control plane could not start.
@@ -114,6 +116,7 @@ impl ControlPlane {
             hub_writes: std::sync::Mutex::new(()),
             event_hub_endpoint: config.event_hub_endpoint.clone(),
             retention_days: config.retention_days,
+            applied: config.applied.clone(),
         });
         Ok(Self {
             store,

@@ -193,6 +193,11 @@ impl Publisher {
         receiver
     }
 
+    /// The version of the last change published.
+    pub fn version(&self) -> u64 {
+        self.lock().version
+    }
+
     /// The current snapshot (for tools and tests).
     pub fn snapshot(&self) -> HubSnapshot {
         self.lock().snapshot()

@@ -145,3 +145,40 @@ pub enum DataplaneReport {
     /// Connection changes and activity since the previous report.
     Connections(Vec<ConnectionEvent>),
 }
+
+/// The control-plane version each shard has applied, so that a registry write can return only
+/// once every shard sees it (a device created over REST can connect as soon as the call
+/// returns). Plain atomics: written by each shard after it applies messages, read by the
+/// control plane; when the planes run as separate processes this becomes an acknowledgement
+/// message.
+#[derive(Debug)]
+pub struct AppliedVersions {
+    slots: Box<[std::sync::atomic::AtomicU64]>,
+}
+
+impl AppliedVersions {
+    /// Slots for `shards` shards, all at version 0.
+    pub fn new(shards: usize) -> Self {
+        Self {
+            slots: (0..shards)
+                .map(|_| std::sync::atomic::AtomicU64::new(0))
+                .collect(),
+        }
+    }
+
+    /// Records that `shard` applied everything up to `version`.
+    pub fn store(&self, shard: usize, version: u64) {
+        if let Some(slot) = self.slots.get(shard) {
+            slot.store(version, std::sync::atomic::Ordering::Release);
+        }
+    }
+
+    /// The version every shard has applied.
+    pub fn min(&self) -> u64 {
+        self.slots
+            .iter()
+            .map(|slot| slot.load(std::sync::atomic::Ordering::Acquire))
+            .min()
+            .unwrap_or(u64::MAX)
+    }
+}

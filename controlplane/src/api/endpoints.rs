@@ -79,7 +79,7 @@ pub(super) async fn put_consumer_group(
             }
         })
         .map_err(ApiError::invalid)?;
-    state
+    let answer = state
         .blocking(move |state| {
             state.update_hub(|hub| {
                 if hub.consumer_groups.iter().any(|group| group.eq_ignore_ascii_case(&name)) {
@@ -95,7 +95,9 @@ pub(super) async fn put_consumer_group(
             })?;
             Ok(Json(json!({"name": name})))
         })
-        .await
+        .await?;
+    state.data_plane_caught_up().await;
+    Ok(answer)
 }
 
 pub(super) async fn delete_consumer_group(

@@ -391,6 +391,7 @@ pub(super) async fn put_device(
     let (record, runtime) = state
         .blocking(move |state| write_device(state, &device_id, body, &wanted))
         .await?;
+    state.data_plane_caught_up().await;
     Ok(Json(device_json(&record, &runtime)))
 }
 
@@ -429,6 +430,7 @@ pub(super) async fn delete_device(
             Ok(())
         })
         .await?;
+    state.data_plane_caught_up().await;
     Ok(StatusCode::NO_CONTENT)
 }
 
@@ -518,6 +520,7 @@ pub(super) async fn put_module(
     let (record, runtime) = state
         .blocking(move |state| write_module(state, &device_id, &module_id, body, &wanted))
         .await?;
+    state.data_plane_caught_up().await;
     Ok(Json(module_json(&record, &runtime)))
 }
 
@@ -578,6 +581,7 @@ pub(super) async fn delete_module(
             Ok(())
         })
         .await?;
+    state.data_plane_caught_up().await;
     Ok(StatusCode::NO_CONTENT)
 }
 
@@ -809,6 +813,7 @@ pub(super) async fn bulk(
             Ok(errors)
         })
         .await?;
+    state.data_plane_caught_up().await;
     let status = if errors.is_empty() {
         StatusCode::OK
     } else {

@@ -42,7 +42,12 @@ pub struct ApiState {
     pub event_hub_endpoint: String,
     /// Retention of the built-in endpoint, in days, as configured.
     pub retention_days: u32,
+    /// What the data plane's shards have applied; `None` when no data plane runs.
+    pub applied: Option<Arc<schemas::plane::AppliedVersions>>,
 }
+
+/// How long a registry write waits for the data plane to apply it before answering anyway.
+const DATA_PLANE_CATCH_UP_MAX: std::time::Duration = std::time::Duration::from_secs(2);
 
 impl std::fmt::Debug for ApiState {
     fn fmt(&self, formatter: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
@@ -83,6 +88,29 @@ impl ApiState {
             .write()
             .unwrap_or_else(std::sync::PoisonError::into_inner) = Arc::new(hub);
         Ok(true)
+    }
+
+    /// Waits until every shard applied the changes published so far, so that what a write
+    /// created is usable on the data plane when the call returns (a device can connect at
+    /// once). Gives up after [`DATA_PLANE_CATCH_UP_MAX`] with a warning: the write is committed
+    /// and the shards catch up on their own.
+    pub async fn data_plane_caught_up(&self) {
+        let Some(applied) = &self.applied else {
+            return;
+        };
+        let wanted = self.publisher.version();
+        let started = std::time::Instant::now();
+        while applied.min() < wanted {
+            if started.elapsed() > DATA_PLANE_CATCH_UP_MAX {
+                tracing::warn!(
+                    wanted,
+                    applied = applied.min(),
+                    "the data plane is slow to apply registry changes"
+                );
+                return;
+            }
+            tokio::time::sleep(std::time::Duration::from_millis(1)).await;
+        }
     }
 
     /// Authorizes a request for `permission`.

@@ -78,6 +78,9 @@ pub struct DataPlaneConfig {
     pub limits: Limits,
     /// How often each partition's retention is enforced.
     pub retention_interval: Duration,
+    /// Where each shard records the control-plane version it applied (so registry writes can
+    /// wait for the data plane); `None` when nobody waits.
+    pub applied_versions: Option<Arc<schemas::plane::AppliedVersions>>,
 }
 
 impl DataPlaneConfig {

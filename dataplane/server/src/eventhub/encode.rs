@@ -72,6 +72,20 @@ impl EventEncoder {
             );
         }
         let enqueued_time_ms = record.enqueued_ms();
+        // The Plug and Play and security stamps IoT Hub adds as annotations, when present.
+        let extra: [(&str, Option<&str>); 3] = [
+            ("iothub-interface-id", body.interface_id()),
+            ("dt-subject", body.component_name()),
+            ("dt-dataschema", body.data_schema()),
+        ];
+        let mut extra_annotations = [("", ""); 3];
+        let mut extra_count = 0;
+        for (key, value) in extra {
+            if let Some(value) = value {
+                extra_annotations[extra_count] = (key, value);
+                extra_count += 1;
+            }
+        }
         let fields = EventFields {
             sequence_number: record.sequence().0 as i64,
             offset: &self.offset,
@@ -85,7 +99,7 @@ impl EventEncoder {
                 enqueued_time_ms: Some(enqueued_time_ms),
                 message_source: body.message_source(),
             },
-            extra_annotations: &[],
+            extra_annotations: &extra_annotations[..extra_count],
             properties: EventProperties {
                 message_id: body.message_id().map(MessageIdRef::String),
                 user_id: body.user_id().map(|bytes| bytes.bytes()),

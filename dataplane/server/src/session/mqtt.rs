@@ -580,10 +580,11 @@ impl Session<'_> {
                 message_source: Some(TELEMETRY_SOURCE),
                 properties: &application[range],
                 payload: publish.payload,
-                interface_id: None,
-                component_name: None,
+                interface_id: bag.get(SystemProperty::InterfaceId),
+                component_name: bag.get(SystemProperty::ComponentName),
+                // Set by Plug and Play devices through the model id in CONNECT, not per message.
                 data_schema: None,
-                output_name: None,
+                output_name: bag.get(SystemProperty::OutputName),
             });
             acknowledgements.push(match publish.delivery {
                 Delivery::AtMostOnce => None,

@@ -22,7 +22,7 @@ use crate::sync::IdentityCache;
 
 /// How often a shard applies control-plane messages: a device created over REST can connect
 /// within this (plus the REST call) on every shard.
-const CONTROL_POLL: Duration = Duration::from_millis(20);
+const CONTROL_POLL: Duration = Duration::from_millis(5);
 /// How often sessions are checked for keep-alive and token expiry; a silent session is closed
 /// between 1.5x its keep-alive and that plus this.
 const SWEEP_INTERVAL: Duration = Duration::from_millis(250);
@@ -217,6 +217,9 @@ async fn run_shard(
             async move {
                 loop {
                     shard.apply_control(&control);
+                    if let Some(applied) = &shard.config.applied_versions {
+                        applied.store(shard.id, shard.identities().version());
+                    }
                     glommio::timer::sleep(CONTROL_POLL).await;
                 }
             },

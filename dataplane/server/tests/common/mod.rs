@@ -69,6 +69,7 @@ pub fn start() -> Plane {
         tls: None,
     };
     let config = DataPlaneConfig {
+        applied_versions: None,
         shard_count: 2,
         cpus: Vec::new(),
         data_dir: dir.path().to_owned(),
