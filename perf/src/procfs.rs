@@ -74,13 +74,42 @@ pub fn process_alive(pid: u32) -> bool {
         .unwrap_or(false)
 }
 
-/// The machine's aggregate CPU counters, in nanoseconds.
+/// The machine's aggregate CPU counters, in nanoseconds, and its disks' busy time.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize)]
 pub struct MachineCpu {
     /// Time spent doing anything but idling or waiting for I/O, summed over CPUs.
     pub busy_ns: u64,
     /// Time stolen by the hypervisor.
     pub steal_ns: u64,
+    /// Time the busiest whole disk had I/O in flight (`/proc/diskstats` field 13),
+    /// summed over disks, in nanoseconds.
+    pub disk_busy_ns: u64,
+}
+
+/// Sums the I/O-busy milliseconds of whole disks (not partitions, loop or RAM devices)
+/// from `/proc/diskstats`; `is_disk` says whether a name is a whole disk.
+pub fn parse_disk_busy_ms(diskstats: &str, is_disk: &dyn Fn(&str) -> bool) -> u64 {
+    diskstats
+        .lines()
+        .filter_map(|line| {
+            let fields: Vec<&str> = line.split_ascii_whitespace().collect();
+            let name = *fields.get(2)?;
+            if name.starts_with("loop") || name.starts_with("ram") || name.starts_with("zram") {
+                return None;
+            }
+            if !is_disk(name) {
+                return None;
+            }
+            fields.get(12)?.parse::<u64>().ok()
+        })
+        .sum()
+}
+
+/// Bytes a process caused to be written to storage (`/proc/{pid}/io` `write_bytes`).
+pub fn process_write_bytes(pid: u32) -> Option<u64> {
+    let io = std::fs::read_to_string(format!("/proc/{pid}/io")).ok()?;
+    io.lines()
+        .find_map(|line| line.strip_prefix("write_bytes:")?.trim().parse().ok())
 }
 
 /// Parses the first (`cpu`) line of `/proc/stat`.
@@ -96,15 +125,21 @@ pub fn parse_machine_cpu(stat: &str) -> Option<MachineCpu> {
     Some(MachineCpu {
         busy_ns: (get(0) + get(1) + get(2) + get(5) + get(6)) * tick_ns,
         steal_ns: get(7) * tick_ns,
+        disk_busy_ns: 0,
     })
 }
 
-/// Reads `/proc/stat`.
+/// Reads `/proc/stat` and `/proc/diskstats`.
 pub fn sample_machine() -> MachineCpu {
-    std::fs::read_to_string("/proc/stat")
+    let mut sample = std::fs::read_to_string("/proc/stat")
         .ok()
         .and_then(|s| parse_machine_cpu(&s))
-        .unwrap_or_default()
+        .unwrap_or_default();
+    let is_disk = |name: &str| std::path::Path::new("/sys/block").join(name).exists();
+    sample.disk_busy_ns = std::fs::read_to_string("/proc/diskstats")
+        .map_or(0, |s| parse_disk_busy_ms(&s, &is_disk))
+        * crate::clock::NS_PER_MS;
+    sample
 }
 
 /// Describes the machine a run happened on.
@@ -215,6 +250,15 @@ mod tests {
         let tick = crate::clock::NS_PER_S / ticks_per_second();
         assert_eq!(cpu.busy_ns, 21 * tick);
         assert_eq!(cpu.steal_ns, 4 * tick);
+    }
+
+    #[test]
+    fn disk_busy_counts_whole_disks_only() {
+        let stats = "   7 0 loop0 1 0 0 0 0 0 0 0 0 900 0 0 0 0 0 0 0\n \
+                     254 0 vda 10 0 0 0 0 0 0 0 0 1234 0 0 0 0 0 0 0\n \
+                     254 1 vda1 10 0 0 0 0 0 0 0 0 1200 0 0 0 0 0 0 0\n";
+        let is_disk = |name: &str| name == "vda";
+        assert_eq!(parse_disk_busy_ms(stats, &is_disk), 1234);
     }
 
     #[test]

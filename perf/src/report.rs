@@ -161,6 +161,8 @@ pub struct ServerReport {
     /// Server CPU during the connect phase per connection (TCP accept, TLS handshake,
     /// CONNECT, authentication), in microseconds.
     pub connect_cpu_us_per_connection: Option<f64>,
+    /// Bytes the server caused to be written to storage during the window.
+    pub disk_write_bytes: Option<u64>,
 }
 
 /// The generator's own cost, so a reader can tell whether it was the bottleneck.
@@ -180,6 +182,9 @@ pub struct GeneratorReport {
     pub other_processes_cores: Option<f64>,
     /// CPU stolen by the hypervisor over the window, cores.
     pub steal_cores: f64,
+    /// Share of the window the machine's disk(s) had I/O in flight, percent (summed over
+    /// disks). Anyone's I/O: the server's durable writes, or another process's.
+    pub disk_busy_pct: f64,
 }
 
 /// Everything measured.
@@ -317,6 +322,11 @@ impl Report {
                     (after.rss_bytes as f64 - before.rss_bytes as f64)
                         / c.connected_after_ramp as f64
                 }),
+                disk_write_bytes: outcome
+                    .window_end
+                    .server_write_bytes
+                    .zip(outcome.window_start.server_write_bytes)
+                    .map(|(end, start)| end.saturating_sub(start)),
                 connect_cpu_us_per_connection: (c.connected_after_ramp > 0).then(|| {
                     after.cpu_ns.saturating_sub(before.cpu_ns) as f64
                         / 1e3
@@ -354,6 +364,11 @@ impl Report {
                     / window_ns as f64
             }),
             steal_cores: we.machine.steal_ns.saturating_sub(ws.machine.steal_ns) as f64
+                / window_ns as f64,
+            disk_busy_pct: 100.0
+                * we.machine
+                    .disk_busy_ns
+                    .saturating_sub(ws.machine.disk_busy_ns) as f64
                 / window_ns as f64,
         };
         let mut e2e_latency = LatencyHistogram::new();
@@ -604,10 +619,19 @@ impl Report {
         );
         let _ = writeln!(
             out,
-            "machine     other processes {} cores, steal {:.2} cores",
+            "machine     other processes {} cores, steal {:.2} cores, disk busy {:.0}% of the window{}",
             g.other_processes_cores
                 .map_or("-".into(), |c| format!("{c:.2}")),
-            g.steal_cores
+            g.steal_cores,
+            g.disk_busy_pct,
+            results
+                .server
+                .as_ref()
+                .and_then(|s| s.disk_write_bytes)
+                .map_or(String::new(), |b| format!(
+                    " (the server wrote {:.1} MB)",
+                    b as f64 / 1e6
+                ))
         );
         for warning in &self.warnings {
             let _ = writeln!(out, "WARNING     {warning}");
@@ -658,6 +682,12 @@ fn warnings(scenario: &Scenario, r: &Results) -> Vec<String> {
     {
         w.push(format!(
             "other processes used {other:.2} cores during the window: the machine was not quiet"
+        ));
+    }
+    if r.generator.disk_busy_pct > 50.0 {
+        w.push(format!(
+            "the disk was busy {:.0}% of the window: durable acknowledgements may have waited on it (the server's own writes, or another process's)",
+            r.generator.disk_busy_pct
         ));
     }
     if r.generator.steal_cores > 0.02 {
