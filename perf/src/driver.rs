@@ -145,8 +145,6 @@ pub struct Snapshot {
     pub at_ns: u64,
     /// The server, if it is being measured and alive.
     pub server: Option<ProcessSample>,
-    /// Bytes the server caused to be written to storage so far.
-    pub server_write_bytes: Option<u64>,
     /// The load thread's CPU time.
     pub generator_thread_cpu_ns: u64,
     /// Of which spent spinning on empty polls just before a due time (not work).
@@ -164,7 +162,6 @@ impl Snapshot {
         Self {
             at_ns: now_ns(),
             server: server_pid.and_then(procfs::sample_process),
-            server_write_bytes: server_pid.and_then(procfs::process_write_bytes),
             generator_thread_cpu_ns: clock::thread_cpu_ns(),
             generator_spin_ns: spin_ns,
             generator_process_cpu_ns: clock::process_cpu_ns(),

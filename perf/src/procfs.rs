@@ -81,14 +81,17 @@ pub struct MachineCpu {
     pub busy_ns: u64,
     /// Time stolen by the hypervisor.
     pub steal_ns: u64,
-    /// Time the busiest whole disk had I/O in flight (`/proc/diskstats` field 13),
-    /// summed over disks, in nanoseconds.
+    /// Time whole disks had I/O in flight (`/proc/diskstats`), summed over disks, in
+    /// nanoseconds.
     pub disk_busy_ns: u64,
+    /// Bytes written to whole disks (sectors written × 512), summed over disks.
+    pub disk_written_bytes: u64,
 }
 
-/// Sums the I/O-busy milliseconds of whole disks (not partitions, loop or RAM devices)
-/// from `/proc/diskstats`; `is_disk` says whether a name is a whole disk.
-pub fn parse_disk_busy_ms(diskstats: &str, is_disk: &dyn Fn(&str) -> bool) -> u64 {
+/// Sums, over whole disks (not partitions, loop or RAM devices) of `/proc/diskstats`,
+/// the milliseconds with I/O in flight and the sectors written; `is_disk` says whether a
+/// name is a whole disk.
+pub fn parse_disk_stats(diskstats: &str, is_disk: &dyn Fn(&str) -> bool) -> (u64, u64) {
     diskstats
         .lines()
         .filter_map(|line| {
@@ -100,16 +103,11 @@ pub fn parse_disk_busy_ms(diskstats: &str, is_disk: &dyn Fn(&str) -> bool) -> u6
             if !is_disk(name) {
                 return None;
             }
-            fields.get(12)?.parse::<u64>().ok()
+            let sectors_written = fields.get(9)?.parse::<u64>().ok()?;
+            let busy_ms = fields.get(12)?.parse::<u64>().ok()?;
+            Some((busy_ms, sectors_written))
         })
-        .sum()
-}
-
-/// Bytes a process caused to be written to storage (`/proc/{pid}/io` `write_bytes`).
-pub fn process_write_bytes(pid: u32) -> Option<u64> {
-    let io = std::fs::read_to_string(format!("/proc/{pid}/io")).ok()?;
-    io.lines()
-        .find_map(|line| line.strip_prefix("write_bytes:")?.trim().parse().ok())
+        .fold((0, 0), |(a, b), (c, d)| (a + c, b + d))
 }
 
 /// Parses the first (`cpu`) line of `/proc/stat`.
@@ -126,6 +124,7 @@ pub fn parse_machine_cpu(stat: &str) -> Option<MachineCpu> {
         busy_ns: (get(0) + get(1) + get(2) + get(5) + get(6)) * tick_ns,
         steal_ns: get(7) * tick_ns,
         disk_busy_ns: 0,
+        disk_written_bytes: 0,
     })
 }
 
@@ -136,9 +135,10 @@ pub fn sample_machine() -> MachineCpu {
         .and_then(|s| parse_machine_cpu(&s))
         .unwrap_or_default();
     let is_disk = |name: &str| std::path::Path::new("/sys/block").join(name).exists();
-    sample.disk_busy_ns = std::fs::read_to_string("/proc/diskstats")
-        .map_or(0, |s| parse_disk_busy_ms(&s, &is_disk))
-        * crate::clock::NS_PER_MS;
+    let (busy_ms, sectors) = std::fs::read_to_string("/proc/diskstats")
+        .map_or((0, 0), |s| parse_disk_stats(&s, &is_disk));
+    sample.disk_busy_ns = busy_ms * crate::clock::NS_PER_MS;
+    sample.disk_written_bytes = sectors * 512;
     sample
 }
 
@@ -255,10 +255,10 @@ mod tests {
     #[test]
     fn disk_busy_counts_whole_disks_only() {
         let stats = "   7 0 loop0 1 0 0 0 0 0 0 0 0 900 0 0 0 0 0 0 0\n \
-                     254 0 vda 10 0 0 0 0 0 0 0 0 1234 0 0 0 0 0 0 0\n \
-                     254 1 vda1 10 0 0 0 0 0 0 0 0 1200 0 0 0 0 0 0 0\n";
+                     254 0 vda 10 0 0 0 0 0 8 0 0 1234 0 0 0 0 0 0 0\n \
+                     254 1 vda1 10 0 0 0 0 0 8 0 0 1200 0 0 0 0 0 0 0\n";
         let is_disk = |name: &str| name == "vda";
-        assert_eq!(parse_disk_busy_ms(stats, &is_disk), 1234);
+        assert_eq!(parse_disk_stats(stats, &is_disk), (1234, 8));
     }
 
     #[test]
