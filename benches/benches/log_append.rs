@@ -225,13 +225,16 @@ fn group_commit_cost(c: &mut Criterion) {
                     elapsed
                 });
             });
+            // (Nothing ran when criterion only lists or filters the bench out.)
             let stats = partition.stats();
-            let writes_per_flush = stats.record_writes as f64 / stats.flushes_requested as f64;
-            assert!(
-                (staged_bytes_max == 0 && writes_per_flush >= appends as f64)
-                    || (staged_bytes_max > 0 && writes_per_flush <= 1.01),
-                "{name}: {writes_per_flush} writes per flush"
-            );
+            if stats.flushes_requested > 0 {
+                let writes_per_flush = stats.record_writes as f64 / stats.flushes_requested as f64;
+                assert!(
+                    (staged_bytes_max == 0 && writes_per_flush >= appends as f64)
+                        || (staged_bytes_max > 0 && writes_per_flush <= 1.01),
+                    "{name}: {writes_per_flush} writes per flush"
+                );
+            }
         }
     }
     group.finish();
@@ -287,6 +290,58 @@ fn interleaved_flush_comparison(iterations: usize) {
         let at = |q: f64| samples[((samples.len() - 1) as f64 * q) as usize];
         println!(
             "  {name:<44} p50 {:>9.1?}  p90 {:>9.1?}  p99 {:>9.1?}  max {:>9.1?}",
+            at(0.5),
+            at(0.9),
+            at(0.99),
+            at(1.0)
+        );
+    }
+}
+
+/// `log_group_commit` with the `fdatasync`, measured round-robin like
+/// [`interleaved_flush_comparison`]: 100 single-record appends then `flush_now`, one iteration
+/// of each variant in turn. Prints percentiles; run with
+/// `SHOAL_GROUP_COMMIT_COMPARE=<iterations> cargo bench -p benches --bench log_append -- --list`.
+fn interleaved_group_commit_comparison(iterations: usize) {
+    let shape = Shape::Payload(256);
+    let payload = vec![0x42u8; shape.payload_bytes()];
+    let input = [shape.input(&payload)];
+    let variants = [("pwrite per append", 0u32), ("staged, one pwrite", 1 << 20)];
+    let dirs: Vec<_> = variants
+        .iter()
+        .map(|_| bench_dir("log-group-commit-compare"))
+        .collect();
+    let mut partitions: Vec<_> = variants
+        .iter()
+        .zip(&dirs)
+        .map(|((_, staged_bytes_max), dir)| {
+            let config = dataplane_log::PartitionConfig {
+                staged_bytes_max: *staged_bytes_max,
+                ..config(WritePath::Pwrite, AckMode::Durable, 64 << 20)
+            };
+            open(dir, config)
+        })
+        .collect();
+    let mut samples: Vec<Vec<Duration>> = vec![Vec::with_capacity(iterations); variants.len()];
+    for i in 0..iterations {
+        for (partition, samples) in partitions.iter_mut().zip(&mut samples) {
+            housekeeping(partition);
+            let start = Instant::now();
+            for _ in 0..100 {
+                partition.append(&input, i as i64).expect("append");
+            }
+            partition.flush_now().expect("flush");
+            samples.push(start.elapsed());
+        }
+    }
+    println!(
+        "100 single-record appends + one flush (fdatasync), {iterations} round-robin iterations:"
+    );
+    for ((name, _), samples) in variants.iter().zip(&mut samples) {
+        samples.sort_unstable();
+        let at = |q: f64| samples[((samples.len() - 1) as f64 * q) as usize];
+        println!(
+            "  {name:<20} p50 {:>9.1?}  p90 {:>9.1?}  p99 {:>9.1?}  max {:>9.1?}",
             at(0.5),
             at(0.9),
             at(0.99),
@@ -448,6 +503,12 @@ fn main() {
         .and_then(|n| n.parse().ok())
     {
         interleaved_flush_comparison(iterations);
+    }
+    if let Some(iterations) = std::env::var("SHOAL_GROUP_COMMIT_COMPARE")
+        .ok()
+        .and_then(|n| n.parse().ok())
+    {
+        interleaved_group_commit_comparison(iterations);
     }
     if let Some(rolls) = std::env::var("SHOAL_PREPARE_AHEAD")
         .ok()

@@ -299,25 +299,30 @@ impl RecordInput<'_> {
             + usize::from(self.auth_method.is_some())
             + usize::from(self.auth_generation_id.is_some())
             + usize::from(self.message_source.is_some())
-            + usize::from(self.interface_id.is_some())
-            + usize::from(self.component_name.is_some())
-            + usize::from(self.data_schema.is_some())
-            + usize::from(self.output_name.is_some())
     }
 
-    /// Vtable slots of this record's body: the first release's 14 unless a later field is
-    /// present.
+    /// Whether a field added after the first release is present (then the body gets the
+    /// 18-slot vtable).
     #[inline]
-    fn vtable_slots(&self) -> usize {
-        if self.interface_id.is_some()
+    fn has_later_fields(&self) -> bool {
+        self.interface_id.is_some()
             || self.component_name.is_some()
             || self.data_schema.is_some()
             || self.output_name.is_some()
-        {
-            RECORD_FIELD_COUNT
-        } else {
-            RECORD_FIELD_COUNT_FIRST
-        }
+    }
+
+    /// The fields added after the first release that are present, and their objects' bytes.
+    #[inline]
+    fn later_fields(&self) -> (usize, usize) {
+        let fields = [
+            self.interface_id,
+            self.component_name,
+            self.data_schema,
+            self.output_name,
+        ];
+        let present = fields.iter().filter(|f| f.is_some()).count();
+        let bytes = fields.iter().map(|f| string_bytes(*f)).sum();
+        (present, bytes)
     }
 }
 
@@ -348,11 +353,15 @@ pub fn body_bytes(input: &RecordInput<'_>) -> usize {
         + string_bytes(input.connection_module_id)
         + string_bytes(input.auth_method)
         + string_bytes(input.auth_generation_id)
-        + string_bytes(input.message_source)
-        + string_bytes(input.interface_id)
-        + string_bytes(input.component_name)
-        + string_bytes(input.data_schema)
-        + string_bytes(input.output_name);
+        + string_bytes(input.message_source);
+    let mut slots = RECORD_FIELD_COUNT_FIRST;
+    let mut table = table;
+    if input.has_later_fields() {
+        let (present, bytes) = input.later_fields();
+        slots = RECORD_FIELD_COUNT;
+        table += 4 * present;
+        objects += bytes;
+    }
     if !input.properties.is_empty() {
         let count = input.properties.len();
         objects += PROPERTY_VTABLE_BYTES + 4 + 4 * count + PROPERTY_TABLE_BYTES * count;
@@ -361,7 +370,7 @@ pub fn body_bytes(input: &RecordInput<'_>) -> usize {
         }
     }
     objects += 4 + input.payload.len();
-    table_position(input.vtable_slots()) + table + objects
+    table_position(slots) + table + objects
 }
 
 /// Size of the whole record on disk (header, body, padding) for a body of `body_bytes`.
@@ -438,14 +447,31 @@ impl TableWriter<'_> {
 /// Writes the flatbuffer body for `input` into `out`, front to back. `out.len()` must be
 /// exactly [`body_bytes`]`(input)`.
 pub fn encode_body(input: &RecordInput<'_>, out: &mut [u8]) {
+    // One copy of the encoder per vtable size, so that the common case (none of the later
+    // fields) keeps constant positions and fixed-size copies: a single encoder with a run-time
+    // vtable size measured 19-32 ns per 256-byte body against 13 ns.
+    if input.has_later_fields() {
+        encode_body_with::<RECORD_FIELD_COUNT>(input, out);
+    } else {
+        encode_body_with::<RECORD_FIELD_COUNT_FIRST>(input, out);
+    }
+}
+
+/// [`encode_body`] for a vtable of `SLOTS` slots.
+#[inline]
+fn encode_body_with<const SLOTS: usize>(input: &RecordInput<'_>, out: &mut [u8]) {
     assert!(
         out.len() >= BODY_BYTES_MIN,
         "body buffer below the minimum body"
     );
     let scalars =
         usize::from(input.creation_time_ms.is_some()) + usize::from(input.expiry_time_ms.is_some());
-    let references = input.optional_reference_count() + usize::from(!input.properties.is_empty());
-    let vtable_len = vtable_bytes(input.vtable_slots());
+    let mut references =
+        input.optional_reference_count() + usize::from(!input.properties.is_empty());
+    if SLOTS > RECORD_FIELD_COUNT_FIRST {
+        references += input.later_fields().0;
+    }
+    let vtable_len = vtable_bytes(SLOTS);
     let table_start = VTABLE_POSITION + vtable_len;
     let table_end = table_start + 4 + 8 * scalars + 4 * references + 4;
     let mut vtable = [0u8; VTABLE_BYTES_MAX];
@@ -473,10 +499,12 @@ pub fn encode_body(input: &RecordInput<'_>, out: &mut [u8]) {
     table.string(F_AUTH_METHOD, input.auth_method);
     table.string(F_AUTH_GENERATION_ID, input.auth_generation_id);
     table.string(F_MESSAGE_SOURCE, input.message_source);
-    table.string(F_INTERFACE_ID, input.interface_id);
-    table.string(F_COMPONENT_NAME, input.component_name);
-    table.string(F_DATA_SCHEMA, input.data_schema);
-    table.string(F_OUTPUT_NAME, input.output_name);
+    if SLOTS > RECORD_FIELD_COUNT_FIRST {
+        table.string(F_INTERFACE_ID, input.interface_id);
+        table.string(F_COMPONENT_NAME, input.component_name);
+        table.string(F_DATA_SCHEMA, input.data_schema);
+        table.string(F_OUTPUT_NAME, input.output_name);
+    }
     if !input.properties.is_empty() {
         // The field points at the vector, which follows the shared property vtable.
         table.at += PROPERTY_VTABLE_BYTES;
