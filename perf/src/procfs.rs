@@ -203,7 +203,47 @@ pub fn git_commit(dir: &Path) -> Option<String> {
     let head = run(&["rev-parse", "HEAD"])?;
     let dirty =
         run(&["status", "--porcelain", "--untracked-files=no"]).is_some_and(|s| !s.is_empty());
-    Some(if dirty { format!("{head}-dirty") } else { head })
+    if !dirty {
+        return Some(head);
+    }
+    // Two runs on the same commit with different uncommitted changes must not look alike:
+    // name the changes by a digest of the diff.
+    let diff = run(&["diff", "HEAD"]).unwrap_or_default();
+    Some(format!("{head}-dirty-{:016x}", fnv1a(diff.as_bytes())))
+}
+
+/// FNV-1a, 64 bits: a stable digest for naming things, not for security.
+pub fn fnv1a(bytes: &[u8]) -> u64 {
+    bytes.iter().fold(0xcbf2_9ce4_8422_2325, |hash, byte| {
+        (hash ^ u64::from(*byte)).wrapping_mul(0x0000_0100_0000_01b3)
+    })
+}
+
+/// The executable a process runs, so a report names the exact server binary.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct Executable {
+    /// `/proc/{pid}/exe`.
+    pub path: String,
+    /// Its size.
+    pub size_bytes: u64,
+    /// Its modification time, seconds since the Unix epoch.
+    pub modified_unix_s: u64,
+}
+
+/// Describes the executable of `pid`.
+pub fn executable(pid: u32) -> Option<Executable> {
+    let path = std::fs::read_link(format!("/proc/{pid}/exe")).ok()?;
+    let meta = std::fs::metadata(&path).ok()?;
+    let modified = meta
+        .modified()
+        .ok()
+        .and_then(|t| t.duration_since(std::time::UNIX_EPOCH).ok())
+        .map_or(0, |d| d.as_secs());
+    Some(Executable {
+        path: path.display().to_string(),
+        size_bytes: meta.len(),
+        modified_unix_s: modified,
+    })
 }
 
 /// Child processes of `pid` (from `/proc/{pid}/task/*/children`).
@@ -262,10 +302,18 @@ mod tests {
     }
 
     #[test]
+    fn fnv1a_matches_its_reference_values() {
+        assert_eq!(fnv1a(b""), 0xcbf2_9ce4_8422_2325);
+        assert_eq!(fnv1a(b"a"), 0xaf63_dc4c_8601_ec8c);
+    }
+
+    #[test]
     fn this_process_can_be_sampled() {
         let sample = sample_process(std::process::id()).expect("self exists");
         assert!(sample.rss_bytes > 0);
         assert!(process_alive(std::process::id()));
+        let exe = executable(std::process::id()).expect("our own executable");
+        assert!(exe.size_bytes > 0);
         assert!(!machine().kernel.is_empty());
     }
 }

@@ -60,6 +60,8 @@ pub struct TargetInfo {
     pub server_pid: Option<u32>,
     /// A label (e.g. "mosquitto").
     pub label: String,
+    /// The measured process's executable.
+    pub server_executable: Option<crate::procfs::Executable>,
 }
 
 /// Connection figures.

@@ -301,6 +301,10 @@ pub fn execute(scenario: &Scenario) -> anyhow::Result<Finished> {
         spin_ns: scenario.runner.spin_us(scenario.consumer.enabled) * 1_000,
         window_start: Some(window_start),
     };
+    let server_executable = scenario
+        .target
+        .server_pid
+        .and_then(crate::procfs::executable);
     let pin = scenario.runner.pin_core;
     let outcome = std::thread::Builder::new()
         .name("load".into())
@@ -337,6 +341,7 @@ pub fn execute(scenario: &Scenario) -> anyhow::Result<Finished> {
                 tls: tls_on,
                 server_pid: scenario.target.server_pid,
                 label,
+                server_executable,
             },
             registration,
             consumer: consumer_results,
