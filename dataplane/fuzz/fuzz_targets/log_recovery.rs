@@ -1,6 +1,6 @@
-//! Arbitrary bytes as partition files (or as damage applied to a valid log), then open,
-//! recover, read, append, reopen; `dataplane_log::fuzzing::log_recovery` asserts the
-//! invariants (see its module docs).
+//! Arbitrary bytes as partition files (or as damage applied to a valid log), followed
+//! read-only first, then open, recover, read, append, reopen;
+//! `dataplane_log::fuzzing::log_recovery` asserts the invariants (see its module docs).
 
 #![no_main]
 

@@ -31,7 +31,8 @@
 //! ```
 //!
 //! Measured decisions (write paths, zero-filled segments, the forward flatbuffers encoder,
-//! interleaved CRCs, the recovery policy) are in `dataplane/log/DECISIONS.md`.
+//! interleaved CRCs, the recovery policy, staged durable writes, preparing segments at half
+//! fill, the follower, growing the schema) are in `dataplane/log/DECISIONS.md`.
 //!
 //! # Never depends on
 //! glommio, tokio or any other runtime or executor, sockets, or a clock: the caller passes
