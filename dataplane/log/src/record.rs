@@ -460,6 +460,7 @@ pub fn encode_body(input: &RecordInput<'_>, out: &mut [u8]) {
 /// [`encode_body`] for a vtable of `SLOTS` slots.
 #[inline]
 fn encode_body_with<const SLOTS: usize>(input: &RecordInput<'_>, out: &mut [u8]) {
+    const { assert!(SLOTS == RECORD_FIELD_COUNT_FIRST || SLOTS == RECORD_FIELD_COUNT) };
     assert!(
         out.len() >= BODY_BYTES_MIN,
         "body buffer below the minimum body"
