@@ -95,33 +95,86 @@ pub fn tail(args: &TailArgs) -> anyhow::Result<()> {
         partitions = vec![partition];
     }
     let start = start_position(&args.from)?;
-    let mut tails = Vec::with_capacity(partitions.len());
-    for partition in partitions {
-        let dir = events_dir.join(partition.to_string());
-        let follower = Follower::open(&dir)
-            .with_context(|| format!("opening partition {partition} ({})", dir.display()))?;
-        let cursor = follower.cursor(start);
-        tails.push((partition, follower, cursor));
-    }
+    let mut tails: Vec<PartitionTail> = partitions
+        .into_iter()
+        .map(|partition| PartitionTail {
+            partition,
+            dir: events_dir.join(partition.to_string()),
+            follower: None,
+            start,
+        })
+        .collect();
     let stdout = std::io::stdout();
     let mut out = std::io::BufWriter::new(stdout.lock());
     loop {
-        for (partition, follower, cursor) in &mut tails {
-            follower
-                .refresh()
-                .with_context(|| format!("reading partition {partition}"))?;
-            while let Some(record) = cursor
-                .next()
-                .with_context(|| format!("reading partition {partition}"))?
-            {
-                print_record(&mut out, *partition, &record, args.json)?;
-            }
+        for tail in &mut tails {
+            tail.print_new(&mut out, args.json)?;
         }
         std::io::Write::flush(&mut out)?;
         if args.no_follow {
             return Ok(());
         }
         std::thread::sleep(FOLLOW_POLL);
+    }
+}
+
+/// One partition being followed.
+struct PartitionTail {
+    partition: u32,
+    dir: PathBuf,
+    /// `None` until the partition has a segment (a server creates it at its first start).
+    follower: Option<(Follower, dataplane_log::Cursor)>,
+    /// Where to (re)start reading.
+    start: StartPosition,
+}
+
+impl PartitionTail {
+    /// Prints the records written since the last call.
+    fn print_new(&mut self, out: &mut impl std::io::Write, as_json: bool) -> anyhow::Result<()> {
+        let partition = self.partition;
+        if self.follower.is_none() {
+            match Follower::open(&self.dir) {
+                Ok(follower) => {
+                    let cursor = follower.cursor(self.start);
+                    self.follower = Some((follower, cursor));
+                }
+                // No segment yet: nothing to print; a later round looks again.
+                Err(dataplane_log::Error::NoSegments { .. }) => return Ok(()),
+                Err(error) => {
+                    return Err(error).with_context(|| {
+                        format!("opening partition {partition} ({})", self.dir.display())
+                    });
+                }
+            }
+        }
+        let Some((follower, cursor)) = &mut self.follower else {
+            return Ok(());
+        };
+        match follower.refresh() {
+            Ok(_) => {}
+            // The partition was replaced under us (wiped, or restored from elsewhere): open it
+            // again and go on from the next record we would have printed.
+            Err(
+                dataplane_log::Error::SegmentGap { .. }
+                | dataplane_log::Error::CorruptSegment { .. },
+            ) => {
+                self.start =
+                    StartPosition::Sequence(SequenceNumber(follower.readable().end.sequence.0));
+                self.follower = None;
+                return Ok(());
+            }
+            Err(error) => {
+                return Err(error).with_context(|| format!("reading partition {partition}"));
+            }
+        }
+        while let Some(record) = cursor
+            .next()
+            .with_context(|| format!("reading partition {partition}"))?
+        {
+            self.start = StartPosition::Sequence(SequenceNumber(record.sequence().0 + 1));
+            print_record(out, partition, &record, as_json)?;
+        }
+        Ok(())
     }
 }
 
@@ -237,4 +290,15 @@ fn print_record(
         None => writeln!(out, "  body ({} bytes, binary)", payload.len())?,
     }
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn start_positions_parse() {
+        assert!(super::start_position("earliest").is_ok());
+        assert!(super::start_position("latest").is_ok());
+        assert!(super::start_position("42").is_ok());
+        assert!(super::start_position("soon").is_err());
+    }
 }

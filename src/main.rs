@@ -69,7 +69,8 @@ enum Command {
 
 #[derive(Debug, Subcommand)]
 enum EventsCommand {
-    /// Print records as they arrive (from the data directory's partition files).
+    /// Print records as they arrive, from the data directory's partition files. Shows records
+    /// as written: with ack = "durable" one can appear a flush before its device's PUBACK.
     Tail(events::TailArgs),
 }
 

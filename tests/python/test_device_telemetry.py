@@ -252,3 +252,23 @@ def test_thousand_messages_from_ten_devices_land_in_their_partitions(shoal, regi
         assert [e["body"] for e in mine] == [f"{device.device_id} #{i}" for i in range(per_device)]
         assert [e["properties"]["index"] for e in mine] == [str(i) for i in range(per_device)]
         assert {e["partition"] for e in mine} == {partition_of(device.device_id, 4)}
+
+
+def test_plug_and_play_model_and_security_interface_are_stamped(shoal, registry, ca):
+    """A device that declares a DTMI (through product_info) gets dt-dataschema on its telemetry;
+    a security message carries iothub-interface-id."""
+    device, connection_string = new_device(shoal, registry)
+    model = "dtmi:com:example:Thermostat;1"
+    client = IoTHubDeviceClient.create_from_connection_string(
+        connection_string, server_verification_cert=ca, product_info=model
+    )
+    client.connect()
+    client.send_message("reading")
+    security = Message("audit")
+    security.set_as_security_message()
+    client.send_message(security)
+    client.shutdown()
+    reading, audit = events_of(shoal, device.device_id)
+    assert reading["system_properties"]["dt-dataschema"] == model
+    assert "iothub-interface-id" not in reading["system_properties"]
+    assert audit["system_properties"]["iothub-interface-id"] == "urn:azureiot:Security:SecurityAgent:1"

@@ -52,6 +52,9 @@ pub struct Authenticated {
     pub method: AuthMethod,
     /// When the token expires (seconds since the Unix epoch); the session ends then.
     pub expiry_secs: u64,
+    /// The Plug and Play model the device declared (`model-id` in its user name), stamped on
+    /// its telemetry as `dt-dataschema`.
+    pub model_id: Option<String>,
 }
 
 /// A refused CONNECT: the code the device sees and the reason for the log.
@@ -83,14 +86,18 @@ pub fn authenticate(
             format!("client id: {error}"),
         )
     })?;
-    if let Some(username) = &connect.username {
-        Username::parse(username, &connect.client_id).map_err(|error| {
-            refuse(
-                ConnectReturnCode::BadUserNameOrPassword,
-                format!("username: {error}"),
-            )
-        })?;
-    }
+    let model_id = match &connect.username {
+        Some(username) => Username::parse(username, &connect.client_id)
+            .map_err(|error| {
+                refuse(
+                    ConnectReturnCode::BadUserNameOrPassword,
+                    format!("username: {error}"),
+                )
+            })?
+            .model_id
+            .map(std::borrow::Cow::into_owned),
+        None => None,
+    };
     let password = connect.password.as_deref().ok_or_else(|| {
         refuse(
             ConnectReturnCode::NotAuthorized,
@@ -166,5 +173,6 @@ pub fn authenticate(
         generation_id: identity.generation_id.clone(),
         method,
         expiry_secs: token.expiry_secs,
+        model_id,
     })
 }

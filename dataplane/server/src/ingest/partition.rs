@@ -212,8 +212,9 @@ impl PartitionOwner {
         Ok(receipt)
     }
 
-    /// Starts preparing the next segment on a blocking thread when the log asks for it.
-    fn prepare_next_segment(self: &Rc<Self>) {
+    /// Starts preparing the next segment on a blocking thread when the log asks for it (after
+    /// appends, and once at open: a recovered segment may already be past the threshold).
+    pub fn prepare_next_segment(self: &Rc<Self>) {
         if self.preparing_segment.get() {
             return;
         }

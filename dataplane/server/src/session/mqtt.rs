@@ -582,8 +582,8 @@ impl Session<'_> {
                 payload: publish.payload,
                 interface_id: bag.get(SystemProperty::InterfaceId),
                 component_name: bag.get(SystemProperty::ComponentName),
-                // Set by Plug and Play devices through the model id in CONNECT, not per message.
-                data_schema: None,
+                // Plug and Play devices declare their model once, in CONNECT's user name.
+                data_schema: identity.model_id.as_deref(),
                 output_name: bag.get(SystemProperty::OutputName),
             });
             acknowledgements.push(match publish.delivery {

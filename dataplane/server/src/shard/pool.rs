@@ -366,6 +366,7 @@ async fn open_partitions(shard: &Rc<Shard>) -> Result<(), String> {
                     tracing::warn!(partition, ?report, "partition recovered from a torn tail");
                 }
                 let owner = PartitionOwner::new(partition, log, shard.config.durable());
+                owner.prepare_next_segment();
                 if shard.config.durable() {
                     glommio::spawn_local(Rc::clone(&owner).run_flusher()).detach();
                 }
