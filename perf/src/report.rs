@@ -596,7 +596,12 @@ impl Report {
                     "  memory    below ~1000 connections the per-connection figure is mostly fixed start-up cost; use the soak scenario"
                 );
             }
-            if let Some(us) = sv.connect_cpu_us_per_connection {
+            // /proc CPU times have 10 ms resolution: below ~1000 connections the figure
+            // would be mostly rounding.
+            if let Some(us) = sv
+                .connect_cpu_us_per_connection
+                .filter(|_| results.connections.connected >= 1000)
+            {
                 let _ = writeln!(
                     out,
                     "  connect   server CPU {us:.0} us per connection (TCP, TLS handshake, CONNECT)"
