@@ -655,7 +655,9 @@ pub fn run(plan: &Plan) -> anyhow::Result<Outcome> {
 
     // Drain phase: wait for outstanding acks (and the open-loop backlog).
     let drain_deadline = ctx.now + plan.drain_timeout_ns;
-    while (ctx.inflight_total > 0 || ctx.total_sent < owed) && ctx.now < drain_deadline {
+    while (ctx.inflight_total > 0 || ctx.total_sent < owed || output_pending(&conns))
+        && ctx.now < drain_deadline
+    {
         let wake = next_sweep.min(ticker.next_ns).min(drain_deadline);
         start_connects(plan, &mut ctx, &mut conns);
         turn(plan, &mut ctx, &mut conns, &mut events, wake)?;
@@ -686,8 +688,7 @@ pub fn run(plan: &Plan) -> anyhow::Result<Outcome> {
         }
         if c.fd >= 0 {
             if c.state == State::Ready || c.state == State::StormDraining {
-                c.out.clear();
-                c.out_at = 0;
+                // Whatever is still buffered (only if the drain timed out) goes first.
                 c.out.extend_from_slice(&mqtt::DISCONNECT_PACKET);
                 flush(&mut ctx, c, i);
             }
@@ -720,6 +721,16 @@ pub fn run(plan: &Plan) -> anyhow::Result<Outcome> {
         server_rss_peak_bytes: ticker.server_rss_peak,
         timeline,
         publish_start_ns: publish_start,
+    })
+}
+
+/// Whether any established connection still has output the socket has not taken (QoS 0
+/// messages count as sent when buffered; the drain waits until they are written).
+fn output_pending(conns: &[Conn]) -> bool {
+    conns.iter().any(|c| {
+        c.fd >= 0
+            && matches!(c.state, State::Ready | State::StormDraining)
+            && (c.out.len() > c.out_at || c.tls.as_ref().is_some_and(|t| t.wants_write()))
     })
 }
 

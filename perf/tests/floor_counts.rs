@@ -219,3 +219,33 @@ fn refused_connections_are_reported_by_kind() {
     let text = format!("{error:#}");
     assert!(text.contains("6 x connect_refused"), "{text}");
 }
+
+/// QoS 0, closed loop, 1 s: nothing is acknowledged, so the generator can only count what
+/// it wrote.
+///
+/// Expectation: the broker eventually parses exactly as many publishes as were sent, no
+/// latency is recorded, and the rate is computed from sends.
+#[test]
+fn qos0_sends_are_all_seen_by_the_broker() {
+    let floor = Floor::start(None);
+    let mut s = scenario(floor.port);
+    s.publish.qos = 0;
+    s.publish.duration = Duration::secs(1);
+    let report = perf::run::execute(&s).expect("runs").report;
+    let p = &report.results.publish;
+    assert!(p.counts.sent > 1_000, "sent {}", p.counts.sent);
+    assert_eq!(p.counts.acked, 0);
+    assert_eq!(p.puback.count, 0);
+    assert!(p.msgs_per_s > 0.0);
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(5);
+    while floor.counters.publishes.load(Ordering::Relaxed) < p.counts.sent
+        && std::time::Instant::now() < deadline
+    {
+        std::thread::sleep(std::time::Duration::from_millis(10));
+    }
+    assert_eq!(
+        floor.counters.publishes.load(Ordering::Relaxed),
+        p.counts.sent
+    );
+    assert_eq!(floor.counters.pubacks.load(Ordering::Relaxed), 0);
+}
