@@ -32,6 +32,7 @@ pub struct Config {
 pub struct DataplaneSection {
     pub shards: u32,
     pub pin_cpus: bool,
+    pub spin_before_park_us: u32,
     pub ack: AckSetting,
     pub inflight_per_connection: u32,
     pub inflight_per_shard: u32,

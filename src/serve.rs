@@ -222,6 +222,9 @@ fn data_plane_config(
     let hours_ms = u64::from(log.retention_hours) * 3_600_000;
     Ok(dataplane::DataPlaneConfig {
         shard_count,
+        spin_before_park: std::time::Duration::from_micros(u64::from(
+            config.dataplane.spin_before_park_us,
+        )),
         cpus: if config.dataplane.pin_cpus {
             cpus
         } else {

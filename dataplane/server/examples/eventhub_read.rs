@@ -96,6 +96,7 @@ fn main() -> anyhow::Result<()> {
     let (certificate, tls) = tls_configs()?;
     let address: SocketAddr = "127.0.0.1:0".parse()?;
     let config = DataPlaneConfig {
+        spin_before_park: std::time::Duration::ZERO,
         applied_versions: None,
         shard_count: 1,
         cpus: vec![options.server_cpu],

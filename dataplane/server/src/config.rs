@@ -61,6 +61,9 @@ pub struct DataPlaneConfig {
     pub shard_count: usize,
     /// Pin shard `n` to CPU `cpus[n % cpus.len()]`; empty: no pinning.
     pub cpus: Vec<usize>,
+    /// How long an idle shard spins before it sleeps. Zero sleeps at once; spinning saves the
+    /// cost of waking a sleeping CPU (large on virtual machines) at the price of CPU time.
+    pub spin_before_park: Duration,
     /// Partition logs live under `{data_dir}/hubs/{hub}/events/{partition}`.
     pub data_dir: PathBuf,
     /// Names devices may put in their token's resource (the certificate's names).

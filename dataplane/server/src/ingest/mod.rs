@@ -2,8 +2,8 @@
 //! one `fdatasync` per flush, and releasing acknowledgements once per flush.
 //!
 //! ```text
-//!  session (reader task) ──append(batch)──▶ PartitionOwner ──wake──▶ flusher task
-//!        ▲                                   │ pending acks                │ fdatasync (io_uring)
+//!  session (reader task) ──append(batch)──▶ PartitionOwner ──wake──▶ shard flusher
+//!        ▲                                   │ pending acks                │ fdatasync (blocking pool)
 //!        │                                   ▼                             ▼
 //!  session (writer task) ◀──wake── AckQueue::release(committed) ◀── flush_complete
 //! ```
@@ -12,6 +12,8 @@
 //! flush covers all of them. So the durable acknowledgement costs latency (one flush), not
 //! throughput (one flush per burst, however many messages it holds).
 
+mod flusher;
 mod partition;
 
+pub use flusher::ShardFlusher;
 pub use partition::{AckQueue, PartitionOwner};

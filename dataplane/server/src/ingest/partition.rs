@@ -1,15 +1,12 @@
-//! One partition's owner: the log, its flusher and the sessions waiting on it.
+//! One partition's owner: the log and the sessions waiting on it.
 
 use std::cell::{Cell, RefCell};
-use std::collections::{HashMap, VecDeque};
-use std::os::fd::FromRawFd as _;
-use std::path::PathBuf;
+use std::collections::VecDeque;
 use std::rc::Rc;
 
 use dataplane_log::{AppendReceipt, Partition, PartitionReader, RecordInput};
 use dataplane_wire::mqtt::PacketId;
-use glommio::channels::local_channel::{self, LocalReceiver, LocalSender};
-use glommio::io::BufferedFile;
+use glommio::channels::local_channel::LocalSender;
 
 /// The acknowledgements one session waits for, in the order its messages arrived.
 ///
@@ -97,13 +94,12 @@ pub struct PartitionOwner {
     id: u32,
     log: RefCell<Partition>,
     reader: PartitionReader,
-    durable: bool,
     waiting: RefCell<Vec<Rc<AckQueue>>>,
-    flush_signal: LocalSender<()>,
-    flush_requests: RefCell<Option<LocalReceiver<()>>>,
+    /// Wakes the shard's flusher (`durable` mode).
+    flush_signal: Option<Rc<LocalSender<()>>>,
     preparing_segment: Cell<bool>,
-    /// Files opened for `fdatasync` through io_uring, by path.
-    sync_files: RefCell<HashMap<PathBuf, Rc<BufferedFile>>>,
+    /// The partition failed (write or flush) and refuses appends; reported once.
+    failed: Cell<bool>,
     /// In-flight acknowledgements across the partition, for the shard's bound.
     inflight: Cell<usize>,
     /// Runs after every commit; wakes the partition's Event Hubs readers.
@@ -131,20 +127,19 @@ pub struct AppendError {
 }
 
 impl PartitionOwner {
-    /// Takes ownership of an opened partition.
-    pub fn new(id: u32, log: Partition, durable: bool) -> Rc<Self> {
-        let (flush_signal, flush_requests) = local_channel::new_bounded(1);
+    /// Takes ownership of an opened partition. In `durable` mode `flush_signal` wakes the
+    /// shard's flusher (see [`super::ShardFlusher`]), which flushes this partition with the
+    /// shard's others.
+    pub fn new(id: u32, log: Partition, flush_signal: Option<Rc<LocalSender<()>>>) -> Rc<Self> {
         let reader = log.reader();
         Rc::new(Self {
             id,
             log: RefCell::new(log),
             reader,
-            durable,
             waiting: RefCell::new(Vec::new()),
             flush_signal,
-            flush_requests: RefCell::new(Some(flush_requests)),
             preparing_segment: Cell::new(false),
-            sync_files: RefCell::new(HashMap::new()),
+            failed: Cell::new(false),
             inflight: Cell::new(0),
             commit_hook: RefCell::new(None),
         })
@@ -203,10 +198,12 @@ impl PartitionOwner {
                 self.waiting.borrow_mut().push(Rc::clone(acks));
             }
         }
-        if self.durable {
-            let _ = self.flush_signal.try_send(());
-        } else {
-            self.release_committed();
+        match &self.flush_signal {
+            // Full means the flusher is already woken; it takes everything at once.
+            Some(signal) => {
+                let _ = signal.try_send(());
+            }
+            None => self.release_committed(),
         }
         self.prepare_next_segment();
         Ok(receipt)
@@ -265,77 +262,52 @@ impl PartitionOwner {
         self.inflight.set(0);
     }
 
-    /// Opens (once) a file for io_uring `fdatasync`.
-    fn sync_file(&self, target: &dataplane_log::FlushTarget) -> std::io::Result<Rc<BufferedFile>> {
-        if let Some(file) = self.sync_files.borrow().get(target.path()) {
-            return Ok(Rc::clone(file));
+    /// Takes this partition's flush request, if it has unflushed records: the staged bytes are
+    /// written now, the `fdatasync` is the caller's. On a write failure the partition is
+    /// poisoned and its waiting sessions fail.
+    pub(super) fn take_flush_request(&self) -> Option<dataplane_log::FlushRequest> {
+        match self.log.borrow_mut().take_flush_request() {
+            Ok(request) => request,
+            Err(error) => {
+                if !self.failed.replace(true) {
+                    tracing::error!(
+                        partition = self.id,
+                        %error,
+                        "writing records failed: the partition refuses appends until restarted"
+                    );
+                }
+                self.fail_waiting();
+                None
+            }
         }
-        let duplicate = target.try_clone_file()?;
-        // SAFETY: `into_raw_fd` hands over sole ownership of a freshly duplicated descriptor.
-        let file = Rc::new(unsafe {
-            BufferedFile::from_raw_fd(std::os::fd::IntoRawFd::into_raw_fd(duplicate))
-        });
-        let mut files = self.sync_files.borrow_mut();
-        // Only the active segment (and the one it replaced) are ever flushed.
-        if files.len() > 4 {
-            files.clear();
-        }
-        files.insert(target.path().to_owned(), Rc::clone(&file));
-        Ok(file)
     }
 
-    /// The flusher: one task per partition in `durable` mode. Each round takes everything
-    /// appended since the previous round started and flushes it with one `fdatasync` per file.
-    pub async fn run_flusher(self: Rc<Self>) {
-        let Some(requests) = self.flush_requests.borrow_mut().take() else {
-            return;
+    /// Records the outcome of a flush: commits and releases acknowledgements, or poisons the
+    /// partition and fails its waiting sessions (a failed `fdatasync` is never retried on the
+    /// same pages).
+    pub(super) fn finish_flush(
+        &self,
+        request: dataplane_log::FlushRequest,
+        result: std::io::Result<()>,
+    ) {
+        let outcome = match result {
+            Ok(()) => self
+                .log
+                .borrow_mut()
+                .flush_complete(request)
+                .map(drop)
+                .map_err(|error| (error, "flush bookkeeping failed")),
+            Err(error) => Err((
+                self.log.borrow_mut().flush_failed(request, error),
+                "fdatasync failed: the partition refuses appends until restarted",
+            )),
         };
-        while requests.recv().await.is_some() {
-            loop {
-                let request = match self.log.borrow_mut().take_flush_request() {
-                    Ok(Some(request)) => request,
-                    Ok(None) => break,
-                    Err(error) => {
-                        tracing::error!(
-                            partition = self.id,
-                            %error,
-                            "writing records failed: the partition refuses appends until restarted"
-                        );
-                        self.fail_waiting();
-                        return;
-                    }
-                };
-                let mut failure = None;
-                for target in request.targets() {
-                    let result = match self.sync_file(target) {
-                        Ok(file) => file.fdatasync().await.map_err(std::io::Error::from),
-                        Err(error) => Err(error),
-                    };
-                    if let Err(error) = result {
-                        failure = Some(error);
-                        break;
-                    }
-                }
-                match failure {
-                    None => {
-                        if let Err(error) = self.log.borrow_mut().flush_complete(request) {
-                            tracing::error!(partition = self.id, %error, "flush bookkeeping failed");
-                            self.fail_waiting();
-                            return;
-                        }
-                        self.release_committed();
-                    }
-                    Some(error) => {
-                        let error = self.log.borrow_mut().flush_failed(request, error);
-                        tracing::error!(
-                            partition = self.id,
-                            %error,
-                            "fdatasync failed: the partition refuses appends until restarted"
-                        );
-                        self.fail_waiting();
-                        return;
-                    }
-                }
+        match outcome {
+            Ok(()) => self.release_committed(),
+            Err((error, what)) => {
+                tracing::error!(partition = self.id, %error, "{what}");
+                self.failed.set(true);
+                self.fail_waiting();
             }
         }
     }
@@ -349,6 +321,16 @@ impl PartitionOwner {
         if let Err(error) = log.flush_now() {
             tracing::error!(partition = self.id, %error, "final flush failed");
         }
+        let stats = log.stats();
+        tracing::info!(
+            partition = self.id,
+            records = stats.records_appended,
+            batches = stats.batches_appended,
+            flushes = stats.flushes_completed,
+            segments_rolled = stats.segments_rolled,
+            prepared_inline = stats.segments_prepared_inline,
+            "partition closed"
+        );
     }
 
     /// Deletes segments past retention.

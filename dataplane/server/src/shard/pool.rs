@@ -16,7 +16,7 @@ use schemas::plane::{ControlMessage, DataplaneReport};
 use super::Shard;
 use super::mesh::{MESH_CHANNEL_CAPACITY, ShardMessage};
 use crate::config::DataPlaneConfig;
-use crate::ingest::PartitionOwner;
+use crate::ingest::{PartitionOwner, ShardFlusher};
 use crate::session::persistent::SessionStore;
 use crate::sync::IdentityCache;
 
@@ -106,6 +106,7 @@ impl DataPlane {
             let reports = reports.clone();
             let ready = ready_sender.clone();
             let handle = LocalExecutorBuilder::new(placement)
+                .spin_before_park(config.spin_before_park)
                 .name(&format!("shard-{id}"))
                 .spawn(move || async move {
                     run_shard(
@@ -347,6 +348,10 @@ async fn open_partitions(shard: &Rc<Shard>) -> Result<(), String> {
     let sessions_dir = hub_dir.join("sessions");
     std::fs::create_dir_all(&sessions_dir)
         .map_err(|error| format!("{}: {error}", sessions_dir.display()))?;
+    let flusher = shard.config.durable().then(ShardFlusher::new);
+    if let Some(flusher) = &flusher {
+        glommio::spawn_local(Rc::clone(flusher).run()).detach();
+    }
     for partition in 0..partition_count {
         if super::placement::shard_of(partition, shard.count) != shard.id {
             continue;
@@ -365,10 +370,14 @@ async fn open_partitions(shard: &Rc<Shard>) -> Result<(), String> {
                 if !report.is_clean() {
                     tracing::warn!(partition, ?report, "partition recovered from a torn tail");
                 }
-                let owner = PartitionOwner::new(partition, log, shard.config.durable());
+                let owner = PartitionOwner::new(
+                    partition,
+                    log,
+                    flusher.as_ref().map(|flusher| flusher.signal()),
+                );
                 owner.prepare_next_segment();
-                if shard.config.durable() {
-                    glommio::spawn_local(Rc::clone(&owner).run_flusher()).detach();
+                if let Some(flusher) = &flusher {
+                    flusher.add(Rc::clone(&owner));
                 }
                 let store = Rc::new(SessionStore::load(
                     sessions_dir.join(format!("{partition}.json")),

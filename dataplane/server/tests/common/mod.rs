@@ -69,6 +69,7 @@ pub fn start() -> Plane {
         tls: None,
     };
     let config = DataPlaneConfig {
+        spin_before_park: std::time::Duration::ZERO,
         applied_versions: None,
         shard_count: 2,
         cpus: Vec::new(),
