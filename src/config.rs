@@ -50,7 +50,6 @@ pub enum AckSetting {
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
 #[serde(rename_all = "lowercase")]
 pub enum WritePathSetting {
-    Auto,
     Pwrite,
     Mmap,
 }

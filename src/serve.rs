@@ -239,7 +239,6 @@ fn data_plane_config(
         log: dataplane_log::PartitionConfig {
             segment_bytes: u64::from(log.segment_mib) << 20,
             write_path: match log.write_path {
-                WritePathSetting::Auto => dataplane_log::WritePath::for_ack(ack),
                 WritePathSetting::Pwrite => dataplane_log::WritePath::Pwrite,
                 WritePathSetting::Mmap => dataplane_log::WritePath::Mmap,
             },

@@ -25,6 +25,8 @@ pub struct SessionHandle {
     silence_deadline_ms: Cell<i64>,
     /// When the device's token expires; the session ends then.
     expiry_ms: i64,
+    /// Bytes the session's buffers hold (capacity), for the shard's memory report.
+    buffer_bytes: Cell<usize>,
 }
 
 impl SessionHandle {
@@ -43,7 +45,18 @@ impl SessionHandle {
             activity_ms: Cell::new(None),
             silence_deadline_ms: Cell::new(i64::MAX),
             expiry_ms,
+            buffer_bytes: Cell::new(0),
         }
+    }
+
+    /// Records the bytes the session's buffers hold now.
+    pub fn set_buffer_bytes(&self, bytes: usize) {
+        self.buffer_bytes.set(bytes);
+    }
+
+    /// Bytes the session's buffers hold.
+    pub fn buffer_bytes(&self) -> usize {
+        self.buffer_bytes.get()
     }
 
     /// Moves the keep-alive deadline: the session ends if nothing arrives by `deadline_ms`.

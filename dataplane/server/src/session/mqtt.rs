@@ -45,6 +45,10 @@ use crate::shard::{Shard, now_ms};
 /// Publishes appended in one batch at most; a read holding more appends several batches.
 const BATCH_RECORDS_MAX: usize = 512;
 
+/// Input buffer capacity an idle session keeps; a larger one (grown by large messages) is
+/// released once drained.
+const INPUT_BUFFER_BYTES_KEPT: usize = 16 * 1024;
+
 /// How long a session blocked on the shard-wide in-flight bound waits before looking again.
 const SHARD_BACKPRESSURE_POLL: Duration = Duration::from_millis(2);
 
@@ -459,6 +463,17 @@ impl Session<'_> {
                 )
                 .await;
             }
+
+            // A burst of large messages grew the buffer; give the memory back once it is drained,
+            // so an idle connection holds what an idle connection needs.
+            if inbuf.is_empty() && inbuf.capacity() > INPUT_BUFFER_BYTES_KEPT {
+                inbuf = BytesMut::with_capacity(INPUT_BUFFER_BYTES_KEPT);
+            }
+            self.shared.handle.set_buffer_bytes(
+                inbuf.capacity()
+                    + crate::listener::transport::SOCKET_READ_BYTES
+                    + self.shared.out.borrow().capacity(),
+            );
 
             // No timer per read: the shard's sweeper closes sessions past their keep-alive or
             // token expiry (`SessionHandle::close_if_expired`), which ends this read.

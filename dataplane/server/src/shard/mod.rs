@@ -207,6 +207,25 @@ impl Shard {
         }
     }
 
+    /// Logs what the shard holds: connections, sessions, acknowledgements in flight and the
+    /// bytes the sessions' buffers hold (TLS state comes on top: about 10 KiB a connection).
+    pub fn log_stats(&self) {
+        let sessions = self.sessions.borrow();
+        let buffer_bytes: usize = sessions
+            .values()
+            .map(|session| session.buffer_bytes())
+            .sum();
+        tracing::info!(
+            shard = self.id,
+            connections = self.connection_count(),
+            sessions = sessions.len(),
+            inflight = self.inflight(),
+            session_buffer_kib = buffer_bytes / 1024,
+            buffer_kib_per_session = buffer_bytes / 1024 / sessions.len().max(1),
+            "shard stats"
+        );
+    }
+
     /// Live sessions on this shard.
     pub fn session_count(&self) -> usize {
         self.sessions.borrow().len()

@@ -26,6 +26,8 @@ const CONTROL_POLL: Duration = Duration::from_millis(5);
 /// How often sessions are checked for keep-alive and token expiry; a silent session is closed
 /// between 1.5x its keep-alive and that plus this.
 const SWEEP_INTERVAL: Duration = Duration::from_millis(250);
+/// How often a shard logs its stats when it serves connections.
+const STATS_INTERVAL: Duration = Duration::from_mins(1);
 /// How often connection states and activity go to the control plane.
 const REPORT_INTERVAL: Duration = Duration::from_secs(1);
 /// How often a shard checks for a stop request.
@@ -236,6 +238,22 @@ async fn run_shard(
                 loop {
                     glommio::timer::sleep(REPORT_INTERVAL).await;
                     shard.send_reports();
+                }
+            },
+            background,
+        )
+        .map(glommio::Task::detach)
+        .ok();
+    }
+    {
+        let shard = Rc::clone(&shard);
+        glommio::spawn_local_into(
+            async move {
+                loop {
+                    glommio::timer::sleep(STATS_INTERVAL).await;
+                    if shard.connection_count() > 0 {
+                        shard.log_stats();
+                    }
                 }
             },
             background,
