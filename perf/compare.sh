@@ -17,7 +17,7 @@
 #
 # Every server gets the same TLS certificate: Shoal's development certificate (ECDSA
 # P-256) when Shoal starts, otherwise one made here with openssl. Peers acknowledge from
-# memory; Shoal acknowledges after its configured durability (see DESIGN.md).
+# memory; Shoal acknowledges after its configured durability (the `ack` setting).
 set -euo pipefail
 
 ROOT=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
@@ -310,7 +310,7 @@ for scenario in "${SCENARIOS[@]}"; do
     echo | tee -a "$TABLES"
 done
 if [[ $HALF_LOAD == 1 ]]; then
-    # PUBACK latency at half the sustained load (DESIGN.md: p99 under 5 ms), open loop,
+    # PUBACK latency at half the sustained load (target: p99 under 5 ms), open loop,
     # corrected for coordinated omission. The sustained load is each server's one-in-flight
     # rate (canonical: how device SDKs send, one message at a time, unbatched like open-loop
     # traffic), or its best rate when canonical did not run. Half of a 16-in-flight rate

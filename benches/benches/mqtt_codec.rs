@@ -13,7 +13,7 @@ use dataplane_wire::iothub::{
 };
 use dataplane_wire::mqtt::{Decoded, Decoder, Delivery, OutgoingPublish, Packet, PacketId, PubAck};
 
-/// The SDK's telemetry topic with three system properties, encoded as it writes them (§2.6).
+/// The device SDK's telemetry topic with three system properties, encoded as it writes them.
 const TOPIC: &str = "devices/device-0001/messages/events/%24.mid=5d2c4a4e-7f7b-4c1a-9f0e-2b1d3c4e5f60&%24.ct=application%2Fjson&%24.ce=utf-8";
 const PAYLOAD_BYTES: usize = 256;
 /// Publishes per receive buffer; buffers are filled outside the timed loop.

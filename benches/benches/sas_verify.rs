@@ -9,7 +9,7 @@ use criterion::{Criterion, criterion_group, criterion_main};
 use dataplane_wire::iothub::{ClientId, authorize};
 use dataplane_wire::sas::{SasToken, decode_key};
 
-/// The device password of the wire spec's worked example (§5): device `dev1`, zero key.
+/// The device password of a worked SAS example: device `dev1`, zero key.
 const TOKEN: &str = "SharedAccessSignature sr=localhost%2Fdevices%2Fdev1&sig=FZOlNa5AJB6q3ivl3f%2FLUonFxr5QRUBtgfHSRBWHMbo%3D&se=1700000000";
 const KEY: &str = "AAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAA=";
 const NOW_SECS: u64 = 1_699_999_000;

@@ -332,7 +332,7 @@ fn apply(args: &RunArgs, s: &mut Scenario) {
     }
 }
 
-/// The canonical workload (STYLE.md §7, DESIGN.md "Performance targets").
+/// The canonical workload, the one the performance targets refer to.
 fn canonical_scenario(args: &CanonicalArgs) -> Scenario {
     let mut s = Scenario {
         name: "canonical".into(),

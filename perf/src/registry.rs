@@ -186,7 +186,7 @@ mod tests {
 
     #[test]
     fn iothub_identity_matches_the_device_sdk_shape() {
-        // The worked example of iothub-sdk-wire.md §5: 32 zero bytes, dev1, localhost.
+        // A worked SAS example: 32 zero bytes, dev1, localhost.
         let key = "AAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAA=";
         let id = iothub_identity("localhost", "dev1", key, 1_700_000_000, "").expect("valid");
         assert_eq!(id.client_id, "dev1");

@@ -9,7 +9,7 @@ from shoal_harness import Shoal
 def shoal(tmp_path_factory):
     """A server for the whole test module, on a fresh data directory."""
     server = Shoal(tmp_path_factory.mktemp("shoal") / "data").start()
-    # Every official client trusts the development CA through these (specs: §1, §6.2).
+    # Every official client trusts the development CA through these.
     os.environ["REQUESTS_CA_BUNDLE"] = server.ca_path
     os.environ["SSL_CERT_FILE"] = server.ca_path
     yield server

@@ -1,6 +1,6 @@
 //! A test-only Event Hubs endpoint over plain TCP, built on the sans-IO `Connection`, so the
 //! unmodified `azure-eventhub` client can be run against the state machine before the data
-//! plane exists (`UseDevelopmentEmulator=true` connection strings, spec §1.2).
+//! plane exists (`UseDevelopmentEmulator=true` connection strings).
 //!
 //! It serves one event hub with an in-memory partition set of generated events, validates
 //! CBS put-tokens (HMAC-SHA256 with the raw key bytes over `sr\nse`), answers `$management`

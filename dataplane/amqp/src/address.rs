@@ -151,7 +151,7 @@ pub const SELECTOR_FILTER_NAME: &str = "apache.org:selector-filter:string";
 /// The numeric descriptor of the selector filter, as other SDKs send it.
 pub const SELECTOR_FILTER_CODE: u64 = 0x0000_468C_0000_0004;
 
-/// Where a partition receiver starts, from its selector filter (spec §6).
+/// Where a partition receiver starts, from its selector filter.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum StartPosition {
     /// `x-opt-offset > '-1'`: the first event retained.

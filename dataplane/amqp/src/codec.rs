@@ -2,8 +2,8 @@
 //!
 //! The writer side exists because the pyamqp decoder in `azure-eventhub` is stricter than
 //! AMQP: it wants every performative field present and a `00 53 <code>` descriptor, which the
-//! derived serde encoders do not produce (spec §10). Writing the handful of primitives we send
-//! by hand is also what keeps event encoding far under a microsecond.
+//! derived serde encoders do not produce. Writing the handful of primitives we send by hand
+//! is also what keeps event encoding far under a microsecond.
 //!
 //! The reader side, [`value_len`], walks one encoded value and returns its length without
 //! building anything. Every byte handed to `serde_amqp` has passed through it first, which

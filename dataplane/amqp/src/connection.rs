@@ -19,7 +19,7 @@
 //! `Closed` is terminal and reported once as [`Event::Closed`]. When we close, our `close`
 //! frame is the last thing in the transmit buffer; the caller writes it, shuts down its
 //! writing half and drops the socket. We do not wait for the peer's `close`: pyamqp itself
-//! never waits for ours (spec §2, step 8).
+//! never waits for ours.
 
 use std::collections::{HashMap, HashSet, VecDeque};
 use std::time::{Duration, Instant};
@@ -152,7 +152,7 @@ pub struct ReceiverAttach {
 }
 
 impl ReceiverAttach {
-    /// The capability that asks for last-enqueued runtime metrics (spec §8).
+    /// The capability that asks for last-enqueued runtime metrics.
     pub const RUNTIME_METRIC: &'static str = "com.microsoft:enable-receiver-runtime-metric";
 
     /// Whether events on this link carry runtime metrics.
@@ -1566,7 +1566,7 @@ impl Connection {
             .expect("link exists");
         link.held += 1;
         let Ok((message_id, raw_message_id, application_properties, body)) = decoded else {
-            // Undecodable: reject it (a valid put-token is never rejected, spec §4).
+            // Undecodable: reject it (a valid put-token is never rejected: pyamqp hangs on that).
             link.held -= 1;
             if !delivery.settled {
                 let outcome = Outcome::Rejected {

@@ -1,4 +1,4 @@
-//! Event Hubs event messages, encoded by hand (spec §7, §8).
+//! Event Hubs event messages, encoded by hand.
 //!
 //! ```text
 //! ┌──────────────────────────────┬──────────────────────────────┬──────────────┬───────────────────────┬──────────────┐
@@ -40,7 +40,7 @@ impl MessageIdRef<'_> {
     }
 }
 
-/// The IoT Hub system annotations of an event from a device (spec §7).
+/// The IoT Hub system annotations of an event from a device.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
 pub struct IotHubAnnotations<'a> {
     /// `iothub-connection-device-id`.
@@ -77,7 +77,7 @@ pub struct EventProperties<'a> {
 }
 
 /// The last-enqueued figures of a partition, sent as delivery annotations when the
-/// receiver desired `com.microsoft:enable-receiver-runtime-metric` (spec §8).
+/// receiver desired `com.microsoft:enable-receiver-runtime-metric`.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct RuntimeMetrics<'a> {
     /// `last_enqueued_sequence_number`.

@@ -15,7 +15,7 @@
 //! ```
 //!
 //! A frame with an empty body is a heartbeat. We always write doff = 2: the pyamqp decoder
-//! miscomputes the body offset for anything else (spec §3).
+//! miscomputes the body offset for anything else.
 
 use crate::error::FrameError;
 

@@ -61,7 +61,7 @@
 //! - **Every performative we write has every field** (open 10, begin 8, attach 14, flow 11,
 //!   transfer 11, disposition 6, detach 3, end 1, close 1) behind a `00 53` descriptor in
 //!   a list8/list32, with doff 2: the pyamqp decoder in azure-eventhub indexes fields by
-//!   position (spec eventhubs-amqp-wire.md §2.2, §10).
+//!   position.
 //! - **Every frame we write fits the peer's max-frame-size.** Transfers are split; an
 //!   attach reply that cannot fit closes with `amqp:frame-size-too-small`; error
 //!   descriptions are cut to fit the smallest legal frame.

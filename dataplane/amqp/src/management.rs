@@ -5,7 +5,7 @@
 //! node, and the client's receiver (source = the same node, no reply-to) gets the responses.
 //! The connection answers [`crate::Connection::respond`] on that receiver with
 //! `correlation-id` = the request's message-id, byte for byte (uuid from azure-eventhub,
-//! ulong from uamqp), an **int** `status-code` and both description spellings (spec §4, §5).
+//! ulong from uamqp), an **int** `status-code` and both description spellings.
 
 use fe2o3_amqp_types::messaging::MessageId;
 use fe2o3_amqp_types::primitives::SimpleValue;
@@ -65,7 +65,7 @@ fn missing(field: &'static str) -> MessageError {
     MessageError::MissingField { field }
 }
 
-/// A CBS put-token request (spec §4; iothub-sdk-wire.md §4).
+/// A CBS put-token request, from azure-eventhub or from the IoT Hub service SDK (uamqp).
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct PutToken {
     /// `name`: the audience, `sb://{host}/{hub}[/consumergroups/{cg}]` or `https://{host}`.
@@ -119,7 +119,7 @@ impl PutToken {
     }
 }
 
-/// A `$management` READ request (spec §5).
+/// A `$management` READ request.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum ReadRequest {
     /// `type = com.microsoft:eventhub`.
@@ -183,7 +183,7 @@ pub struct EventHubProperties {
 }
 
 impl EventHubProperties {
-    /// The amqp-value map with the exact types of spec §5: string, timestamp, array of string.
+    /// The amqp-value map with the exact types clients expect: string, timestamp, array of string.
     pub fn to_value(&self) -> Value {
         let mut map = OrderedMap::new();
         map.insert(key("name"), Value::String(self.name.clone()));
@@ -221,7 +221,7 @@ pub struct PartitionProperties {
 }
 
 impl PartitionProperties {
-    /// The amqp-value map with the exact types of spec §5.
+    /// The amqp-value map with the exact types clients expect.
     pub fn to_value(&self) -> Value {
         let mut map = OrderedMap::new();
         map.insert(key("name"), Value::String(self.name.clone()));

@@ -171,7 +171,7 @@ fn binary_content(encoded: &[u8]) -> Result<&[u8], MessageError> {
 }
 
 /// A cloud-to-device message as the IoT Hub service SDK sends it to
-/// `amqps://{host}/messages/devicebound` (iothub-sdk-wire.md §4).
+/// `amqps://{host}/messages/devicebound`.
 #[derive(Debug, Clone, Default, PartialEq)]
 pub struct C2dMessage {
     /// `properties.message-id`, a string unless the caller chose another type.
@@ -225,8 +225,8 @@ mod tests {
     use super::*;
     use crate::codec::{Compound, put_descriptor, put_str, put_sym};
 
-    /// The C2D message of the spec's observed transfer (iothub-sdk-wire.md §4), encoded the
-    /// way uamqp lays it out: properties with trailing fields, app properties, one data.
+    /// A C2D message as the service SDK was observed to send it, encoded the way uamqp lays
+    /// it out: properties with trailing fields, app properties, one data.
     fn observed_c2d() -> Vec<u8> {
         let mut buf = Vec::new();
         put_descriptor(&mut buf, section::PROPERTIES);

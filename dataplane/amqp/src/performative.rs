@@ -1,7 +1,7 @@
 //! Performatives: decoded with fe2o3-amqp-types, written by hand with every field present.
 //!
 //! pyamqp indexes performative fields by position and reads the constructor at a fixed
-//! offset, so a performative we write always looks like this (spec §2.2, §3, §10 B):
+//! offset, so a performative we write always looks like this:
 //!
 //! ```text
 //! ┌────┬────┬──────┬──────────────────────────┬──────────────────────────────────────┐
@@ -251,7 +251,7 @@ pub enum Outcome {
 }
 
 /// Writes a delivery outcome. Outcomes always use their numeric descriptor and a list8, the
-/// only shape pyamqp turns into an outcome (spec §2.2).
+/// only shape pyamqp turns into an outcome.
 pub fn put_outcome(buf: &mut Vec<u8>, outcome: &Outcome) {
     match outcome {
         Outcome::Accepted => {
@@ -309,7 +309,7 @@ pub struct OpenFields<'a> {
     pub container_id: &'a str,
     /// The virtual host asked for (clients) or null (servers).
     pub hostname: Option<&'a str>,
-    /// The largest frame we accept. Always written: pyamqp fails on null (spec §2.2).
+    /// The largest frame we accept. Always written: pyamqp fails on null.
     pub max_frame_size: u32,
     /// The highest channel number we accept.
     pub channel_max: u16,
@@ -346,11 +346,11 @@ pub struct BeginFields {
     pub remote_channel: Option<u16>,
     /// The id of our next transfer frame.
     pub next_outgoing_id: u32,
-    /// How many transfer frames we accept before the next flow. Always > 0 (spec §2.2).
+    /// How many transfer frames we accept before the next flow. Always > 0.
     pub incoming_window: u32,
     /// How many transfer frames we may send.
     pub outgoing_window: u32,
-    /// The highest link handle we accept. Always written (spec §2.2).
+    /// The highest link handle we accept. Always written.
     pub handle_max: u32,
 }
 
@@ -390,7 +390,7 @@ pub struct AttachFields<'a> {
     pub source: Option<Raw<'a>>,
     /// The encoded target terminus.
     pub target: Option<Raw<'a>>,
-    /// Written when we are the sender; pyamqp hangs without it (spec §2.2).
+    /// Written when we are the sender; pyamqp hangs without it.
     pub initial_delivery_count: Option<u32>,
     /// The largest message we accept on this link.
     pub max_message_size: Option<u64>,
@@ -841,8 +841,8 @@ mod tests {
     }
 
     #[test]
-    fn golden_sasl_init_from_the_spec_decodes() {
-        // Spec appendix: the SASL init pyamqp sent, frame header included.
+    fn golden_sasl_init_as_pyamqp_sends_it_decodes() {
+        // The SASL init pyamqp was observed to send, frame header included.
         let mut bytes = vec![0x00, 0x00, 0x00, 0x26, 0x02, 0x01, 0x00, 0x00];
         bytes.extend_from_slice(&[0x00, 0x53, 0x41, 0xc0, 0x19, 0x03, 0xa3, 0x09]);
         bytes.extend_from_slice(b"ANONYMOUS");

@@ -1,6 +1,6 @@
-//! The IoT Hub service SDK sending a cloud-to-device message (iothub-sdk-wire.md §4): a
-//! sender link to `amqps://{host}/messages/devicebound` with rcv-settle-mode second, an
-//! unsettled transfer, and an accepted settlement.
+//! The IoT Hub service SDK sending a cloud-to-device message: a sender link to
+//! `amqps://{host}/messages/devicebound` with rcv-settle-mode second, an unsettled transfer,
+//! and an accepted settlement.
 
 mod common;
 

@@ -141,7 +141,7 @@ fn put_token_is_answered_on_the_paired_receiver_with_the_uuid() {
 
 /// Setup: a put-token with a bad signature.
 /// Expectation: the caller answers 401; the delivery is still accepted (a rejected
-/// disposition trips a pyamqp bug and a 60 s hang, spec §4) and the status carries the
+/// disposition trips a pyamqp bug and a 60 s hang) and the status carries the
 /// failure.
 #[test]
 fn a_failed_put_token_is_accepted_and_answered_with_401() {

@@ -1,4 +1,4 @@
-//! `$management` READ requests and their response bodies, with the AMQP types of spec §5.
+//! `$management` READ requests and their response bodies, with the AMQP types clients expect.
 
 mod common;
 

@@ -1,5 +1,5 @@
 //! Every performative the server writes during a conversation carries every field, with the
-//! descriptor as smallulong and doff 2, as pyamqp needs (spec §2.2, §3, §11).
+//! descriptor as smallulong and doff 2, as pyamqp needs.
 
 mod common;
 

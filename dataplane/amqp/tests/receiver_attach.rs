@@ -14,10 +14,10 @@ use fe2o3_amqp_types::performatives::Performative;
 
 const ADDRESS: &str = "amqps://localhost/hub/ConsumerGroups/$Default/Partitions/0";
 
-/// The receiver attach of the spec's appendix, rebuilt from its key pieces: list32 with 14
-/// fields, the symbolic selector filter, `40 40 40` gaps, a 9-byte ulong max-message-size,
-/// desired capabilities as an array8 of **sym32**, and `com.microsoft:timeout` as a
-/// smalllong 0.
+/// The receiver attach azure-eventhub was observed to send, rebuilt from its key pieces:
+/// list32 with 14 fields, the symbolic selector filter, `40 40 40` gaps, a 9-byte ulong
+/// max-message-size, desired capabilities as an array8 of **sym32**, and
+/// `com.microsoft:timeout` as a smalllong 0.
 fn golden_attach() -> Vec<u8> {
     let mut source = vec![0x00, 0x53, 0x28];
     let list = Compound::begin_list(&mut source);
@@ -75,7 +75,7 @@ fn receiver_attach(peer: &mut Peer) -> ReceiverAttach {
     }
 }
 
-/// Setup: the golden attach from the spec's appendix.
+/// Setup: the golden attach, as azure-eventhub sends it.
 /// Expectation: it decodes into a receiver attach of partition 0 from the start of the
 /// stream, with the georeplication capability and no epoch.
 #[test]

@@ -1,6 +1,6 @@
-//! The IoT Hub service SDK's CBS path (uamqp, iothub-sdk-wire.md §4): SASL MSSBCBS without
-//! an initial response, a put-token whose message-id is a ulong, and a response whose
-//! correlation-id is the same ulong and whose status-code is an AMQP int.
+//! The IoT Hub service SDK's CBS path (uamqp): SASL MSSBCBS without an initial response, a
+//! put-token whose message-id is a ulong, and a response whose correlation-id is the same
+//! ulong and whose status-code is an AMQP int.
 
 mod common;
 

@@ -202,6 +202,56 @@ pub(crate) fn write_zeros(file: &File, at: u64, bytes: u64) -> io::Result<()> {
     Ok(())
 }
 
+/// Zeros written back per step of [`write_zeros_written_back`]: the most that a segment
+/// preparation puts in the disk's queue at a time.
+const ZERO_FILL_WRITEBACK_BYTES: u64 = 1 << 20;
+
+/// Writes `bytes` zeros at `at` and writes them back to the disk as it goes, one
+/// [`ZERO_FILL_WRITEBACK_BYTES`] chunk at a time, waiting for each.
+///
+/// Why not write everything and sync once: a 128 MiB burst of dirty pages handed to the disk
+/// at once sits in front of every `fdatasync` the live partitions issue meanwhile. Several
+/// partitions rolling together (equal rates roll together) stalled acknowledgements for
+/// 170 ms at 100k msgs/s; with one chunk in the queue per preparation, a flush waits for at
+/// most that chunk.
+pub(crate) fn write_zeros_written_back(file: &File, at: u64, bytes: u64) -> io::Result<()> {
+    let zeros = vec![0u8; ZERO_FILL_WRITEBACK_BYTES.min(bytes) as usize];
+    let mut done = 0u64;
+    while done < bytes {
+        let chunk = (bytes - done).min(zeros.len() as u64);
+        file.write_all_at(&zeros[..chunk as usize], at + done)?;
+        write_back_range(file, at + done, chunk)?;
+        done += chunk;
+    }
+    Ok(())
+}
+
+/// Starts writeback of `file[at..at + len]` and waits for it (`sync_file_range`); the data
+/// only, no metadata and no disk cache flush: the caller's `fdatasync` provides those.
+fn write_back_range(file: &File, at: u64, len: u64) -> io::Result<()> {
+    let (Ok(offset), Ok(nbytes)) = (libc::off64_t::try_from(at), libc::off64_t::try_from(len))
+    else {
+        return Err(io::Error::from_raw_os_error(libc::EFBIG));
+    };
+    let flags = libc::SYNC_FILE_RANGE_WAIT_BEFORE
+        | libc::SYNC_FILE_RANGE_WRITE
+        | libc::SYNC_FILE_RANGE_WAIT_AFTER;
+    // SAFETY: sync_file_range only reads its integer arguments; the fd is open for the call.
+    let rc = unsafe { libc::sync_file_range(file.as_raw_fd(), offset, nbytes, flags) };
+    if rc == 0 {
+        return Ok(());
+    }
+    let error = io::Error::last_os_error();
+    // Filesystems without it (some FUSE and network ones) still get the final fdatasync.
+    if matches!(
+        error.raw_os_error(),
+        Some(libc::ENOSYS | libc::EOPNOTSUPP | libc::EINVAL)
+    ) {
+        return Ok(());
+    }
+    Err(error)
+}
+
 /// Faults in every page of `map[start..start + len]`, for write (`PopulateWrite`, which also
 /// dirties them) or for read.
 pub(crate) fn prefault(map: &MmapRaw, start: usize, len: usize, write: bool) -> io::Result<()> {
@@ -649,7 +699,7 @@ impl SegmentPrep {
         preallocate(&segment_file, self.segment_bytes).map_err(failed(&prepared.segment_path))?;
         // The mmap path needs no zero fill: pre-faulting for write dirties every page anyway.
         if self.zero_fill && !writable {
-            write_zeros(&segment_file, SEGMENT_HEADER_BYTES as u64, data_capacity)
+            write_zeros_written_back(&segment_file, SEGMENT_HEADER_BYTES as u64, data_capacity)
                 .and_then(|()| segment_file.sync_data())
                 .map_err(failed(&prepared.segment_path))?;
         }
@@ -804,6 +854,28 @@ mod tests {
             damaged[byte] ^= 0x01;
             assert!(SegmentHeader::decode(&damaged).is_err(), "byte {byte}");
         }
+    }
+
+    #[test]
+    fn zero_fill_written_back_zeroes_exactly_its_range() {
+        // Setup: a file of 0xAB bytes, zeroed over a range that spans several writeback chunks
+        // and ends inside one. Expectation: the range reads zeros, the bytes around it are
+        // untouched.
+        let dir = tempfile::tempdir().unwrap();
+        let file = create_new(&dir.path().join("zeros")).unwrap();
+        let total = 3 * ZERO_FILL_WRITEBACK_BYTES + 8192;
+        file.write_all_at(&vec![0xAB; total as usize], 0).unwrap();
+        let (at, len) = (100, 2 * ZERO_FILL_WRITEBACK_BYTES + 5000);
+        write_zeros_written_back(&file, at, len).unwrap();
+        let mut read_back = vec![0u8; total as usize];
+        file.read_exact_at(&mut read_back, 0).unwrap();
+        assert!(read_back[..at as usize].iter().all(|&b| b == 0xAB));
+        assert!(
+            read_back[at as usize..(at + len) as usize]
+                .iter()
+                .all(|&b| b == 0)
+        );
+        assert!(read_back[(at + len) as usize..].iter().all(|&b| b == 0xAB));
     }
 
     #[test]

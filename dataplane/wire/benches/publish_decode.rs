@@ -10,7 +10,7 @@ use bytes::BytesMut;
 use criterion::{Criterion, Throughput, criterion_group, criterion_main};
 use dataplane_wire::mqtt::{Decoder, Delivery, OutgoingPublish, PacketId};
 
-/// The SDK's telemetry topic with three properties, as it writes them (§2.6).
+/// The device SDK's telemetry topic with three properties, as it writes them.
 const TOPIC: &str = "devices/device-0001/messages/events/%24.mid=5d2c4a4e-7f7b-4c1a-9f0e-2b1d3c4e5f60&%24.ct=application%2Fjson&%24.ce=utf-8";
 
 /// Publishes per receive buffer: the buffer is refilled outside the timed loop.

@@ -1,7 +1,8 @@
 //! Entry points of the cargo-fuzz targets `mqtt_packet` and `iothub_topic` (in
 //! `dataplane/fuzz`, built with the `fuzzing` feature). Each asserts invariants, not only the
-//! absence of panics. The tests below drive the same entry points with the spec's golden
-//! vectors and with proptest inputs, so they also run on stable in every `cargo test`.
+//! absence of panics. The tests below drive the same entry points with golden vectors of what
+//! the device SDK sends and with proptest inputs, so they also run on stable in every
+//! `cargo test`.
 
 use crate::bytes::BytesMut;
 use crate::iothub::{
@@ -311,7 +312,7 @@ mod tests {
         out.extend_from_slice(value.as_bytes());
     }
 
-    /// A device's session as the SDK opens it (§2.3, §2.5): CONNECT, SUBSCRIBE for C2D, a
+    /// A device's session as the SDK opens it: CONNECT, SUBSCRIBE for C2D, a
     /// telemetry PUBLISH with the observed topic, a PUBACK, PINGREQ, UNSUBSCRIBE, DISCONNECT.
     fn sdk_session() -> Vec<u8> {
         let mut stream = Vec::new();
@@ -370,7 +371,7 @@ mod tests {
     }
 
     #[test]
-    fn the_spec_topics_pass_the_topic_checks() {
+    fn the_sdk_topics_pass_the_topic_checks() {
         for text in [
             "devices/dev1/messages/events/%24.mid=mid-1&a%20b=x%2Fy%26z&b=2",
             "$iothub/twin/GET/?$rid=1",

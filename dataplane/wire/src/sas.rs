@@ -213,7 +213,7 @@ fn url_decode(value: &str) -> Result<String, SasError> {
 mod tests {
     use super::*;
 
-    /// 32 zero bytes, the key of the wire spec's worked examples.
+    /// 32 zero bytes, the key of the worked SAS examples.
     const ZERO_KEY: &str = "AAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAA=";
     const SE: u64 = 1_700_000_000;
     const BEFORE: u64 = SE - 10;
@@ -223,7 +223,7 @@ mod tests {
     }
 
     #[test]
-    fn device_token_from_the_spec_verifies() {
+    fn worked_example_device_token_verifies() {
         let token = "SharedAccessSignature sr=localhost%2Fdevices%2Fdev1&sig=FZOlNa5AJB6q3ivl3f%2FLUonFxr5QRUBtgfHSRBWHMbo%3D&se=1700000000";
         let parsed = SasToken::parse(token).unwrap();
         assert_eq!(parsed.resource, "localhost/devices/dev1");
@@ -236,7 +236,7 @@ mod tests {
     }
 
     #[test]
-    fn module_token_from_the_spec_verifies() {
+    fn worked_example_module_token_verifies() {
         let token = "SharedAccessSignature sr=localhost%2Fdevices%2Fdev1%2Fmodules%2Fmod1&sig=KrkJ6DyK9wMaJZSYoUmxpRjXKHyaMmTvygAcrImLJuY%3D&se=1700000000";
         SasToken::parse(token)
             .unwrap()

@@ -1,5 +1,5 @@
-//! A minimal Event Hubs partition receiver, sans IO: the client side of the exchange in
-//! `specs/eventhubs-amqp-wire.md` §2, §4 and §6, written with `dataplane_amqp`'s frame and
+//! A minimal Event Hubs partition receiver, sans IO: the client side of the handshake, the CBS
+//! put-token and the partition attach below, written with `dataplane_amqp`'s frame and
 //! performative writers and decoded with its fe2o3-based readers.
 //!
 //! ```text
@@ -680,7 +680,7 @@ pub fn terminus(descriptor: u8, address: &str) -> Vec<u8> {
 }
 
 /// The partition source: the address and the selector filter under its symbolic
-/// descriptor, as azure-eventhub sends it (spec §6).
+/// descriptor, as azure-eventhub sends it.
 pub fn partition_source(address: &str, selector: &str) -> Vec<u8> {
     use dataplane_amqp::address::SELECTOR_FILTER_NAME;
     let mut buf = Vec::new();
@@ -702,7 +702,7 @@ pub fn partition_source(address: &str, selector: &str) -> Vec<u8> {
 }
 
 /// Appends the put-token request message (properties, application properties, amqp-value
-/// body), spec §4.
+/// body).
 pub fn encode_put_token(params: &ReceiverParams, out: &mut Vec<u8>) {
     use dataplane_amqp::message::section;
     codec::put_descriptor(out, section::PROPERTIES);
@@ -829,7 +829,7 @@ mod tests {
     }
 
     #[test]
-    fn put_token_request_has_the_fields_the_spec_lists() {
+    fn put_token_request_has_the_fields_cbs_needs() {
         let p = params();
         assert_eq!(p.audience, "sb://localhost/shoal/consumergroups/$Default");
         assert!(p.token.starts_with("SharedAccessSignature sr=sb%3A%2F%2Flocalhost%2Fshoal%2Fconsumergroups%2F%24Default&sig="));

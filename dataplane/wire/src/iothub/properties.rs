@@ -40,7 +40,7 @@ pub const PROPERTY_VALUE_BYTES_MAX: usize = 16_384;
 pub const ACK_PROPERTY: &str = "iothub-ack";
 
 /// The system properties a topic can carry, by their `$.` keys. The device SDK sends the first
-/// eight on telemetry (§2.6); `$.to` comes with C2D; `$.ctime` and `$.sub` are what Azure's
+/// eight on telemetry; `$.to` comes with C2D; `$.ctime` and `$.sub` are what Azure's
 /// embedded C SDK sends for the creation time and the Plug and Play component.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
 pub enum SystemProperty {
@@ -537,7 +537,7 @@ mod tests {
     use super::*;
     use proptest::strategy::Strategy as _;
 
-    /// The property bag of the D2C topic the SDK published in the spec's observation (§2.6).
+    /// The property bag of a D2C topic as the device SDK publishes it.
     const OBSERVED: &str = "%24.mid=mid-1&%24.cid=cid-1&%24.uid=uid&%24.ct=application%2Fjson&%24.ce=utf-8&%24.exp=2030-01-01T00%3A00%3A00%2B00%3A00&a%20b=x%2Fy%26z&b=2";
 
     fn application(properties: &MessageProperties<'_>) -> Vec<(String, String)> {

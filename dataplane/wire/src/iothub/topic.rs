@@ -1,5 +1,5 @@
 //! IoT Hub's MQTT topics: what a device publishes and subscribes to, and what the server
-//! publishes to it (§2.5).
+//! publishes to it.
 //!
 //! ```text
 //! device publishes                                          [PublishTopic]
@@ -149,7 +149,7 @@ pub enum Subscription {
     /// `$iothub/methods/POST/#`: direct method requests.
     MethodRequests,
     /// `$iothub/twin/res/#`: answers to twin GET and reported patches. The server delivers
-    /// them whether or not this is subscribed (§6.3).
+    /// them whether or not this is subscribed.
     TwinResponses,
     /// `$iothub/twin/PATCH/properties/desired/#`: desired-property patches.
     DesiredPatches,
@@ -590,8 +590,8 @@ mod tests {
         );
     }
 
-    /// The C2D topic of the spec's observation (§2.6, "Incoming C2D"): the SDK split it on '/'
-    /// and found `ack='full'` and custom properties color, flag and empty.
+    /// A C2D topic the device SDK was observed to receive: it split the topic on '/' and
+    /// found `ack='full'` and custom properties color, flag and empty.
     #[test]
     fn the_c2d_topic_the_sdk_parses_is_what_the_builder_writes() {
         let mut topic = String::new();
@@ -631,7 +631,7 @@ mod tests {
                 ("empty".into(), "".into())
             ]
         );
-        // The observed topic, as the spec quotes it, parses the same way.
+        // The observed topic, as the SDK received it, parses the same way.
         let observed = "devices/dev1/messages/devicebound/%24.mid=m-1&%24.to=%2Fdevices%2Fdev1%2Fmessages%2FdeviceBound&iothub-ack=full&color=blue&flag&empty=";
         let DeliveryTopic::CloudToDevice { properties, .. } =
             DeliveryTopic::parse(observed).unwrap()

@@ -119,9 +119,9 @@ mod tests {
     use crate::mqtt::{ConnectReturnCode, Decoded, Decoder, Packet, Reaction};
     use bytes::BytesMut;
 
-    /// The user name the device SDK sent in the spec's observation (§2.3).
+    /// The user name the device SDK was observed to send.
     const SDK_USERNAME: &str = "localhost/dev1/?api-version=2019-10-01&DeviceClientType=azure-iot-device-iothub-py%2F2.14.0%283.11.7%3BLinux%20%231%20SMP%20PREEMPT_DYNAMIC%20%400%3Bx86_64%29";
-    /// The device password of the spec's worked example (§5).
+    /// The device password of a worked SAS example: device `dev1`, zero key.
     const SDK_PASSWORD: &str = "SharedAccessSignature sr=localhost%2Fdevices%2Fdev1&sig=FZOlNa5AJB6q3ivl3f%2FLUonFxr5QRUBtgfHSRBWHMbo%3D&se=1700000000";
 
     fn decode(bytes: &[u8]) -> Result<Decoded, Error> {
@@ -133,7 +133,7 @@ mod tests {
         out.extend_from_slice(value.as_bytes());
     }
 
-    /// The CONNECT the device SDK sends (§2.3): "MQTT" level 4, flags 0xC0 (user name and
+    /// The CONNECT the device SDK sends: "MQTT" level 4, flags 0xC0 (user name and
     /// password, clean session 0, no will), keep-alive 60, client id `dev1`.
     fn sdk_connect() -> Vec<u8> {
         let mut bytes = vec![

@@ -239,7 +239,7 @@ mod tests {
     use crate::mqtt::{Decoded, Decoder, Packet};
     use bytes::BytesMut;
 
-    /// The D2C topic the device SDK published in the spec's observation (§2.6).
+    /// A D2C topic as the device SDK publishes it.
     const OBSERVED_TOPIC: &str = "devices/dev1/messages/events/%24.mid=mid-1&%24.cid=cid-1&%24.uid=uid&%24.ct=application%2Fjson&%24.ce=utf-8&%24.exp=2030-01-01T00%3A00%3A00%2B00%3A00&a%20b=x%2Fy%26z&b=2";
 
     fn decode(bytes: &[u8]) -> Result<Decoded, Error> {
@@ -253,7 +253,7 @@ mod tests {
         }
     }
 
-    /// The SDK's telemetry PUBLISH: QoS 1, no retain, no DUP (§2.5), packet id 1.
+    /// The SDK's telemetry PUBLISH: QoS 1, no retain, no DUP, packet id 1.
     fn sdk_publish(payload: &[u8]) -> Vec<u8> {
         let remaining = 2 + OBSERVED_TOPIC.len() + 2 + payload.len();
         let mut bytes = vec![
