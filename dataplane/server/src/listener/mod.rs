@@ -15,13 +15,34 @@ use crate::shard::Shard;
 /// Listen backlog: connect storms queue here rather than being refused.
 const BACKLOG: i32 = 4096;
 
-/// Fails with `AddrInUse` if anything listens on `address`, whatever its socket options.
+/// How long a port held by someone else may take to become free before start fails.
+///
+/// A stopped Shoal's listening sockets outlive its process by up to a few hundred
+/// milliseconds: they are registered with io_uring, whose teardown runs after the process is
+/// gone. A restart right after a stop (`systemctl restart`, test harnesses) waits for that
+/// instead of failing.
+const PORT_RELEASE_GRACE: std::time::Duration = std::time::Duration::from_secs(2);
+
+/// Fails with `AddrInUse` if anything listens on `address`, whatever its socket options,
+/// after waiting up to [`PORT_RELEASE_GRACE`] for it to go away.
 ///
 /// Needed because two processes of the same user can both bind a port with `SO_REUSEPORT`,
 /// and the kernel would then split connections between them; a bind without the option
 /// fails while any socket holds the port.
 pub fn check_port_free(address: SocketAddr) -> std::io::Result<()> {
-    std::net::TcpListener::bind(address).map(drop)
+    let deadline = std::time::Instant::now() + PORT_RELEASE_GRACE;
+    loop {
+        match std::net::TcpListener::bind(address) {
+            Ok(_) => return Ok(()),
+            Err(error)
+                if error.kind() == std::io::ErrorKind::AddrInUse
+                    && std::time::Instant::now() < deadline =>
+            {
+                std::thread::sleep(std::time::Duration::from_millis(50));
+            }
+            Err(error) => return Err(error),
+        }
+    }
 }
 
 /// Creates a listening socket with `SO_REUSEPORT`, so every shard can bind its own.
