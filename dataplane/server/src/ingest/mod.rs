@@ -3,7 +3,7 @@
 //!
 //! ```text
 //!  session (reader task) ──append(batch)──▶ PartitionOwner ──wake──▶ shard flusher
-//!        ▲                                   │ pending acks                │ fdatasync (blocking pool)
+//!        ▲                                   │ pending acks                │ fdatasync (inline, or the blocking pool when slow)
 //!        │                                   ▼                             ▼
 //!  session (writer task) ◀──wake── AckQueue::release(committed) ◀── flush_complete
 //! ```
@@ -14,6 +14,8 @@
 
 mod flusher;
 mod partition;
+mod preparer;
 
 pub use flusher::ShardFlusher;
 pub use partition::{AckQueue, PartitionOwner};
+pub use preparer::SegmentPreparer;

@@ -8,6 +8,8 @@ use dataplane_log::{AppendReceipt, Partition, PartitionReader, RecordInput};
 use dataplane_wire::mqtt::PacketId;
 use glommio::channels::local_channel::LocalSender;
 
+use super::SegmentPreparer;
+
 /// The acknowledgements one session waits for, in the order its messages arrived.
 ///
 /// # Invariants
@@ -97,6 +99,8 @@ pub struct PartitionOwner {
     waiting: RefCell<Vec<Rc<AckQueue>>>,
     /// Wakes the shard's flusher (`durable` mode).
     flush_signal: Option<Rc<LocalSender<()>>>,
+    /// Prepares this partition's next segments (shared by the shard's partitions).
+    preparer: Rc<SegmentPreparer>,
     preparing_segment: Cell<bool>,
     /// The partition failed (write or flush) and refuses appends; reported once.
     failed: Cell<bool>,
@@ -130,10 +134,16 @@ impl PartitionOwner {
     /// Takes ownership of an opened partition. In `durable` mode `flush_signal` wakes the
     /// shard's flusher (see [`super::ShardFlusher`]), which flushes this partition with the
     /// shard's others.
-    pub fn new(id: u32, log: Partition, flush_signal: Option<Rc<LocalSender<()>>>) -> Rc<Self> {
+    pub fn new(
+        id: u32,
+        log: Partition,
+        flush_signal: Option<Rc<LocalSender<()>>>,
+        preparer: Rc<SegmentPreparer>,
+    ) -> Rc<Self> {
         let reader = log.reader();
         Rc::new(Self {
             id,
+            preparer,
             log: RefCell::new(log),
             reader,
             waiting: RefCell::new(Vec::new()),
@@ -209,8 +219,9 @@ impl PartitionOwner {
         Ok(receipt)
     }
 
-    /// Starts preparing the next segment on a blocking thread when the log asks for it (after
-    /// appends, and once at open: a recovered segment may already be past the threshold).
+    /// Starts preparing the next segment on the shard's [`SegmentPreparer`] when the log asks
+    /// for it (after appends, and once at open: a recovered segment may already be past the
+    /// threshold).
     pub fn prepare_next_segment(self: &Rc<Self>) {
         if self.preparing_segment.get() {
             return;
@@ -221,9 +232,7 @@ impl PartitionOwner {
         self.preparing_segment.set(true);
         let owner = Rc::clone(self);
         glommio::spawn_local(async move {
-            let prepared = glommio::executor()
-                .spawn_blocking(move || request.prepare())
-                .await;
+            let prepared = owner.preparer.prepare(request).await;
             let result = prepared.and_then(|prepared| owner.log.borrow_mut().install_prepared(prepared));
             if let Err(error) = result {
                 // The log prepares inline when the roll comes; appends go on.

@@ -367,6 +367,10 @@ async fn open_partitions(shard: &Rc<Shard>) -> Result<(), String> {
     std::fs::create_dir_all(&sessions_dir)
         .map_err(|error| format!("{}: {error}", sessions_dir.display()))?;
     let flusher = shard.config.durable().then(ShardFlusher::new);
+    let preparer = Rc::new(
+        crate::ingest::SegmentPreparer::start(shard.id)
+            .map_err(|error| format!("starting the segment preparer: {error}"))?,
+    );
     if let Some(flusher) = &flusher {
         glommio::spawn_local(Rc::clone(flusher).run()).detach();
     }
@@ -392,6 +396,7 @@ async fn open_partitions(shard: &Rc<Shard>) -> Result<(), String> {
                     partition,
                     log,
                     flusher.as_ref().map(|flusher| flusher.signal()),
+                    Rc::clone(&preparer),
                 );
                 owner.prepare_next_segment();
                 if let Some(flusher) = &flusher {
