@@ -55,6 +55,9 @@ pub enum DeviceCommand {
         /// At most this many (1-1000).
         #[arg(long, default_value_t = 1000)]
         top: u32,
+        /// List the modules of this device instead.
+        #[arg(long, value_name = "DEVICE_ID")]
+        device: Option<String>,
     },
     /// Delete a device and its modules (or, with --module, one module).
     Delete {
@@ -187,7 +190,31 @@ pub fn run(target: &Target, command: DeviceCommand) -> anyhow::Result<()> {
                 None,
             )?);
         }
-        DeviceCommand::List { top } => {
+        DeviceCommand::List {
+            device: Some(device_id),
+            ..
+        } => {
+            let modules = client.call(
+                "GET",
+                &format!("{}/modules", identity_path(&device_id, None)),
+                None,
+                None,
+            )?;
+            let modules = modules.as_array().cloned().unwrap_or_default();
+            println!("{:<40} {:<13} {:<10}", "MODULE", "CONNECTION", "AUTH");
+            for module in &modules {
+                println!(
+                    "{:<40} {:<13} {:<10}",
+                    module["moduleId"].as_str().unwrap_or_default(),
+                    module["connectionState"].as_str().unwrap_or_default(),
+                    module["authentication"]["type"]
+                        .as_str()
+                        .unwrap_or_default(),
+                );
+            }
+            println!("{} module(s) of {device_id}", modules.len());
+        }
+        DeviceCommand::List { top, device: None } => {
             let devices = client.call("GET", &format!("/devices?top={top}"), None, None)?;
             let devices = devices.as_array().cloned().unwrap_or_default();
             println!(
@@ -214,7 +241,10 @@ pub fn run(target: &Target, command: DeviceCommand) -> anyhow::Result<()> {
                 None,
                 Some("*"),
             )?;
-            println!("deleted {}", identity_path(&device_id, module.as_deref()));
+            match module {
+                Some(module) => println!("deleted module {module} of device {device_id}"),
+                None => println!("deleted device {device_id} and its modules"),
+            }
         }
         DeviceCommand::ConnectionString {
             device_id,
