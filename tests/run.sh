@@ -49,4 +49,4 @@ step "build the shoal binary"
 cargo build --locked --bin shoal
 
 step "official SDK suites against the real binary"
-SHOAL_BIN="$repo/target/debug/shoal" .venv/bin/python -m pytest tests/python
+SHOAL_BIN="${CARGO_TARGET_DIR:-$repo/target}/debug/shoal" .venv/bin/python -m pytest tests/python
