@@ -442,6 +442,41 @@ def test_a_consumer_group_created_over_rest_can_be_read(shoal, registry, ca_text
     assert [e.body_as_str() for e in receiving.of(device_id)] == ["for the new group"]
 
 
+def test_deleting_a_consumer_group_detaches_its_receivers(shoal, registry, ca_text):
+    # Setup: a receiver reading a group created over REST. Expectation: deleting the group
+    # ends the receiver with an error that names the group, and the group's events are not
+    # delivered any more; other groups read on.
+    group = unique("doomed")
+    token = registry.protocol.config.credentials.signed_session().headers["Authorization"]
+    url = (
+        f"{shoal.endpoints['rest_base_url']}/eventHubEndpoints/events/consumerGroups/{group}"
+        "?api-version=2021-04-12"
+    )
+    assert requests.put(url, headers={"Authorization": token}).status_code == 200
+    device_id = device_in(1)
+    send(shoal, registry, ca_text, device_id, ["before the delete"])
+    # Without retries the client reports the detach instead of re-attaching (refused too).
+    receiving = Receiving(
+        consumer(shoal, consumer_group=group, retry_total=0),
+        partition_id="1",
+        starting_position="-1",
+    )
+    try:
+        assert receiving.wait_for(lambda r: len(r.of(device_id)) >= 1), receiving.errors
+        assert requests.delete(url, headers={"Authorization": token}).status_code in (200, 204)
+        assert receiving.wait_for(lambda r: r.errors), "the receiver of a deleted group kept reading"
+        message = str(receiving.errors[0])
+        assert group.lower() in message.lower(), message
+        assert "not-found" in message and "was deleted" in message, message
+        later_device = device_in(1)
+        send(shoal, registry, ca_text, later_device, ["after the delete"])
+        time.sleep(1)
+        assert receiving.of(later_device) == []
+        assert [e.body_as_str() for e in receiving.of(device_id)] == ["before the delete"]
+    finally:
+        receiving.close()
+
+
 def test_the_emulator_connection_string_reads_over_plain_amqp(tmp_path):
     plain_port = free_port()
     server = Shoal(

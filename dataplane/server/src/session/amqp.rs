@@ -51,6 +51,10 @@ pub const PUMP_EVENTS_MAX: usize = 256;
 /// After our `close`, how long the peer has to close its side before the socket is cut.
 const LINGER: Duration = Duration::from_secs(2);
 
+/// How often attached receivers are checked against the hub's consumer groups: a receiver
+/// of a deleted group is detached within this time.
+const GROUP_CHECK_INTERVAL: Duration = Duration::from_secs(1);
+
 /// Bytes of output waiting for the writer above which the reader stops reading.
 const OUTPUT_BYTES_MAX: usize = 4 * 1024 * 1024;
 
@@ -103,6 +107,7 @@ async fn run(shard: &Rc<Shard>, pipe: Pipe, socket: RawFd) {
         encoder: RefCell::new(EventEncoder::default()),
         scratch: RefCell::new(Vec::with_capacity(4096)),
         rounds: Cell::new(0),
+        groups_checked: Cell::new(Instant::now()),
         wake,
         space,
     });
@@ -249,6 +254,8 @@ pub struct AmqpConnection {
     scratch: RefCell<Vec<u8>>,
     /// Pump rounds so far.
     rounds: Cell<usize>,
+    /// When the receivers' consumer groups were last checked against the hub's.
+    groups_checked: Cell<Instant>,
     wake: LocalSender<()>,
     /// Wakes a reader waiting for the output to drain.
     space: LocalSender<()>,
@@ -347,10 +354,26 @@ impl AmqpConnection {
             .min()
             .filter(|until| *until != u64::MAX)
             .map(|until| Instant::now() + Duration::from_secs(until.saturating_sub(now_secs)));
-        match (protocol, expiry) {
-            (Some(a), Some(b)) => Some(a.min(b)),
-            (a, b) => a.or(b),
+        let group_check = (!self.links.borrow().is_empty())
+            .then(|| self.groups_checked.get() + GROUP_CHECK_INTERVAL);
+        [protocol, expiry, group_check].into_iter().flatten().min()
+    }
+
+    /// Receivers whose consumer group was deleted since they attached, checked once per
+    /// [`GROUP_CHECK_INTERVAL`]: their indexes in `links`.
+    fn receivers_of_deleted_groups(&self, links: &[PartitionLink]) -> Vec<usize> {
+        let now = Instant::now();
+        if now < self.groups_checked.get() + GROUP_CHECK_INTERVAL {
+            return Vec::new();
         }
+        self.groups_checked.set(now);
+        let identities = self.shard.identities();
+        links
+            .iter()
+            .enumerate()
+            .filter(|(_, link)| !identities.has_consumer_group(&link.consumer_group))
+            .map(|(index, _)| index)
+            .collect()
     }
 
     fn handle_notices(&self) {
@@ -767,7 +790,17 @@ impl AmqpConnection {
         let now_secs = (now_ms / 1000) as u64;
         let grants = self.grants.borrow();
         let mut budget = PUMP_EVENTS_MAX;
-        let mut ended: Vec<(usize, Condition, String)> = Vec::new();
+        let mut ended: Vec<(usize, Condition, String)> = self
+            .receivers_of_deleted_groups(&links)
+            .into_iter()
+            .map(|index| {
+                let description = format!(
+                    "consumer group '{}' was deleted",
+                    links[index].consumer_group
+                );
+                (index, Condition::NotFound, description)
+            })
+            .collect();
         let count = links.len();
         // Each round starts at the next link, so that no link always waits behind the others.
         let first = self.rounds.get() % count;
