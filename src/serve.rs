@@ -46,9 +46,10 @@ fn absolute(path: &Path) -> anyhow::Result<PathBuf> {
     if path.is_absolute() {
         Ok(path.to_owned())
     } else {
+        // `./shoal-data` prints as `/cwd/shoal-data`, not `/cwd/./shoal-data`.
         Ok(std::env::current_dir()
             .context("reading the current directory")?
-            .join(path))
+            .join(path.strip_prefix(".").unwrap_or(path)))
     }
 }
 

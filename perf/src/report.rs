@@ -305,6 +305,13 @@ impl Report {
             storm_drops: c.storm_drops,
             errors: c.errors,
         };
+        // CPU, disk and machine figures are rates over the span between the two snapshots,
+        // which in count runs also covers the drain after the last acknowledgement.
+        let sampled_ns = outcome
+            .window_end
+            .at_ns
+            .saturating_sub(outcome.window_start.at_ns)
+            .max(1);
         let server = inputs.target.server_pid.and_then(|pid| {
             let cpu_ns = cpu_delta(&outcome.window_start, &outcome.window_end)?;
             let before = outcome.before_connect.server?;
@@ -313,7 +320,7 @@ impl Report {
             Some(ServerReport {
                 pid,
                 cpu_s: cpu_ns as f64 / 1e9,
-                cores: cpu_ns as f64 / window_ns as f64,
+                cores: cpu_ns as f64 / sampled_ns as f64,
                 cpu_us_per_msg: (window_messages > 0)
                     .then(|| cpu_ns as f64 / 1e3 / window_messages as f64),
                 rss_before_connect_bytes: before.rss_bytes,
@@ -341,7 +348,7 @@ impl Report {
             load_thread_cpu_pct: 100.0
                 * we.generator_thread_cpu_ns
                     .saturating_sub(ws.generator_thread_cpu_ns) as f64
-                / window_ns as f64,
+                / sampled_ns as f64,
             load_thread_busy_pct: 100.0
                 * (we.generator_thread_cpu_ns
                     - we.generator_spin_ns.min(we.generator_thread_cpu_ns))
@@ -349,8 +356,8 @@ impl Report {
                     ws.generator_thread_cpu_ns
                         - ws.generator_spin_ns.min(ws.generator_thread_cpu_ns),
                 ) as f64
-                / window_ns as f64,
-            process_cores: process_ns as f64 / window_ns as f64,
+                / sampled_ns as f64,
+            process_cores: process_ns as f64 / sampled_ns as f64,
             rss_per_connection_bytes: (c.connected_after_ramp > 0).then(|| {
                 (outcome.after_connect.generator_rss_bytes as f64
                     - outcome.before_connect.generator_rss_bytes as f64)
@@ -358,15 +365,15 @@ impl Report {
             }),
             other_processes_cores: (machine_ns > 0).then(|| {
                 machine_ns.saturating_sub(process_ns + server_ns.unwrap_or(0)) as f64
-                    / window_ns as f64
+                    / sampled_ns as f64
             }),
             steal_cores: we.machine.steal_ns.saturating_sub(ws.machine.steal_ns) as f64
-                / window_ns as f64,
+                / sampled_ns as f64,
             disk_busy_pct: 100.0
                 * we.machine
                     .disk_busy_ns
                     .saturating_sub(ws.machine.disk_busy_ns) as f64
-                / window_ns as f64,
+                / sampled_ns as f64,
             disk_written_bytes: we
                 .machine
                 .disk_written_bytes

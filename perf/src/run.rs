@@ -318,8 +318,13 @@ pub fn execute(scenario: &Scenario) -> anyhow::Result<Finished> {
         .context("starting the load thread")?
         .join()
         .map_err(|_| anyhow!("the load thread panicked"))??;
-    let consumer_results =
-        consumer.map(|c| c.finish(outcome.publish.acked, Duration::from_secs(3)));
+    // QoS 0 is never acknowledged: every message sent is one to wait for.
+    let delivered = if scenario.publish.qos == 0 {
+        outcome.publish.sent
+    } else {
+        outcome.publish.acked
+    };
+    let consumer_results = consumer.map(|c| c.finish(delivered, Duration::from_secs(3)));
     let label = if scenario.output.label.is_empty() {
         match scenario.target.kind {
             TargetKind::Shoal => "shoal".to_owned(),

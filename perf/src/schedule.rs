@@ -65,11 +65,6 @@ impl OpenLoop {
         }
     }
 
-    /// When the schedule starts.
-    pub fn start_ns(&self) -> u64 {
-        self.start_ns
-    }
-
     /// The intended send time of global message `m`.
     #[inline]
     pub fn intended_ns(&self, m: u64) -> u64 {

@@ -89,11 +89,6 @@ impl LatencyHistogram {
         self.inner.is_empty()
     }
 
-    /// The value at `percentile` (0 to 100).
-    pub fn value_at(&self, percentile: f64) -> u64 {
-        self.inner.value_at_percentile(percentile)
-    }
-
     /// The summary figures; all zero when empty.
     pub fn summary(&self) -> Summary {
         if self.inner.is_empty() {

@@ -130,7 +130,13 @@ impl SasToken {
 
     /// Checks expiry and signature against one key. `key` is the HMAC key as bytes: the
     /// base64-decoded key for IoT Hub clients, the key string itself for Event Hubs clients.
+    ///
+    /// An empty key never verifies: anyone can sign with it, and callers turn a key that does
+    /// not decode into an empty one.
     pub fn verify(&self, key: &[u8], now_secs: u64) -> Result<(), SasError> {
+        if key.is_empty() {
+            return Err(SasError::SignatureMismatch);
+        }
         if self.expiry_secs <= now_secs {
             return Err(SasError::Expired {
                 expiry_secs: self.expiry_secs,

@@ -228,11 +228,6 @@ impl ReceiverClient {
         self.events.pop_front()
     }
 
-    /// Whether the exchange ended.
-    pub fn is_closed(&self) -> bool {
-        self.stage == Stage::Closed
-    }
-
     /// How often something must be sent to keep the server's idle timer quiet, if at all.
     pub fn keepalive_interval_ms(&self) -> Option<u32> {
         self.peer_idle_timeout_ms.map(|ms| (ms / 2).max(1))

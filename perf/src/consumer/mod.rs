@@ -250,7 +250,10 @@ fn receive(
             }
             last_sent = now_ns();
         }
-        match stream.read(&mut buf) {
+        let read = stream.read(&mut buf);
+        // Events are stamped when their bytes arrived, not after the whole read is parsed.
+        let now = now_ns();
+        match read {
             Ok(0) => client.handle_eof(),
             Ok(n) => client.handle_bytes(&buf[..n]),
             Err(e)
@@ -263,7 +266,6 @@ fn receive(
                 break;
             }
         }
-        let now = now_ns();
         while let Some(event) = client.poll_event() {
             match event {
                 ClientEvent::Attached => {

@@ -268,9 +268,9 @@ impl Shard {
             if applied.revoked.is_empty() {
                 continue;
             }
-            let sessions = self.sessions.borrow();
-            for key in &applied.revoked {
-                for session in sessions.values().filter(|session| session.key == *key) {
+            let revoked: std::collections::HashSet<_> = applied.revoked.iter().collect();
+            for session in self.sessions.borrow().values() {
+                if revoked.contains(&session.key) {
                     session.close("the identity was disabled, deleted or its keys changed");
                 }
             }

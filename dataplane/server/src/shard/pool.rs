@@ -214,85 +214,28 @@ async fn run_shard(
         Latency::NotImportant,
         "background",
     );
-    {
-        let shard = Rc::clone(&shard);
-        glommio::spawn_local_into(
-            async move {
-                loop {
-                    shard.apply_control(&control);
-                    if let Some(applied) = &shard.config.applied_versions {
-                        applied.store(shard.id, shard.identities().version());
-                    }
-                    glommio::timer::sleep(CONTROL_POLL).await;
-                }
-            },
-            background,
-        )
-        .map(glommio::Task::detach)
-        .ok();
-    }
-    {
-        let shard = Rc::clone(&shard);
-        glommio::spawn_local_into(
-            async move {
-                loop {
-                    glommio::timer::sleep(REPORT_INTERVAL).await;
-                    shard.send_reports();
-                }
-            },
-            background,
-        )
-        .map(glommio::Task::detach)
-        .ok();
-    }
-    {
-        let shard = Rc::clone(&shard);
-        glommio::spawn_local_into(
-            async move {
-                loop {
-                    glommio::timer::sleep(STATS_INTERVAL).await;
-                    if shard.connection_count() > 0 {
-                        shard.log_stats();
-                    }
-                }
-            },
-            background,
-        )
-        .map(glommio::Task::detach)
-        .ok();
-    }
-    {
-        let shard = Rc::clone(&shard);
-        glommio::spawn_local_into(
-            async move {
-                loop {
-                    glommio::timer::sleep(SWEEP_INTERVAL).await;
-                    shard.sweep_sessions(super::now_ms());
-                }
-            },
-            background,
-        )
-        .map(glommio::Task::detach)
-        .ok();
-    }
-    {
-        let shard = Rc::clone(&shard);
-        let interval = config.retention_interval;
-        glommio::spawn_local_into(
-            async move {
-                loop {
-                    glommio::timer::sleep(interval).await;
-                    let now = super::now_ms();
-                    for partition in shard.partitions() {
-                        partition.enforce_retention(now);
-                    }
-                }
-            },
-            background,
-        )
-        .map(glommio::Task::detach)
-        .ok();
-    }
+    // The first snapshot was applied above; deltas follow within a poll.
+    every(&shard, background, CONTROL_POLL, move |shard| {
+        shard.apply_control(&control);
+        if let Some(applied) = &shard.config.applied_versions {
+            applied.store(shard.id, shard.identities().version());
+        }
+    });
+    every(&shard, background, REPORT_INTERVAL, Shard::send_reports);
+    every(&shard, background, STATS_INTERVAL, |shard| {
+        if shard.connection_count() > 0 {
+            shard.log_stats();
+        }
+    });
+    every(&shard, background, SWEEP_INTERVAL, |shard| {
+        shard.sweep_sessions(super::now_ms());
+    });
+    every(&shard, background, config.retention_interval, |shard| {
+        let now = super::now_ms();
+        for partition in shard.partitions() {
+            partition.enforce_retention(now);
+        }
+    });
     for (socket, tls) in listeners.mqtt {
         glommio::spawn_local(crate::listener::accept_mqtt(Rc::clone(&shard), socket, tls)).detach();
     }
@@ -315,6 +258,28 @@ async fn run_shard(
     for partition in shard.partitions() {
         partition.flush_on_stop();
     }
+}
+
+/// Runs `action` on the shard every `interval` (first after one interval), in `queue`, for
+/// the shard's life.
+fn every(
+    shard: &Rc<Shard>,
+    queue: glommio::TaskQueueHandle,
+    interval: Duration,
+    action: impl Fn(&Shard) + 'static,
+) {
+    let shard = Rc::clone(shard);
+    glommio::spawn_local_into(
+        async move {
+            loop {
+                glommio::timer::sleep(interval).await;
+                action(&shard);
+            }
+        },
+        queue,
+    )
+    .map(glommio::Task::detach)
+    .ok();
 }
 
 /// Sends every other shard read handles on this shard's partitions, hooks their commits to
