@@ -165,6 +165,14 @@ impl PartitionConfig {
         if self.retention_ms == Some(0) {
             return invalid("retention_ms", "is zero (use None to keep everything)");
         }
+        // Retention compares times as i64 milliseconds; a larger age would wrap and delete
+        // every sealed segment.
+        if self
+            .retention_ms
+            .is_some_and(|ms| i64::try_from(ms).is_err())
+        {
+            return invalid("retention_ms", "is above i64::MAX milliseconds");
+        }
         if self.retention_bytes == Some(0) {
             return invalid("retention_bytes", "is zero (use None to keep everything)");
         }

@@ -729,13 +729,6 @@ fn find_valid_record(segment: &Segment, area: &[u8], from: usize, to: usize) -> 
 /// Writes `len` zero bytes at file position `at` (a torn tail), through the page cache that the
 /// mapping shares.
 fn zero(file: &File, path: &Path, at: usize, len: usize) -> Result<()> {
-    let zeros = vec![0u8; len.min(1 << 20)];
-    let mut done = 0;
-    while done < len {
-        let chunk = (len - done).min(zeros.len());
-        file.write_all_at(&zeros[..chunk], (at + done) as u64)
-            .map_err(|error| error::write_failed(path.to_path_buf(), (at + done) as u64, error))?;
-        done += chunk;
-    }
-    Ok(())
+    segment::write_zeros(file, at as u64, len as u64, segment::ZeroWrite::Cached)
+        .map_err(|error| error::write_failed(path.to_path_buf(), at as u64, error))
 }

@@ -186,41 +186,38 @@ pub(crate) fn preallocate(file: &File, bytes: u64) -> io::Result<()> {
     if error.raw_os_error() != Some(libc::EOPNOTSUPP) {
         return Err(error);
     }
-    write_zeros(file, 0, bytes)?;
-    Ok(())
+    write_zeros(file, 0, bytes, ZeroWrite::Cached)
 }
 
-/// Writes `bytes` zeros at `at`.
-pub(crate) fn write_zeros(file: &File, at: u64, bytes: u64) -> io::Result<()> {
-    let zeros = vec![0u8; (1 << 20).min(bytes as usize)];
-    let mut done = 0u64;
-    while done < bytes {
-        let chunk = (bytes - done).min(zeros.len() as u64) as usize;
-        file.write_all_at(&zeros[..chunk], at + done)?;
-        done += chunk as u64;
-    }
-    Ok(())
+/// Zeros written per step of [`write_zeros`]; with [`ZeroWrite::WrittenBack`], the most that
+/// a segment preparation puts in the disk's queue at a time.
+const ZERO_CHUNK_BYTES: u64 = 1 << 20;
+
+/// Whether [`write_zeros`] leaves the zeros in the page cache or writes them back as it goes.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum ZeroWrite {
+    /// Dirty pages, written back by the kernel or the caller's next sync.
+    Cached,
+    /// Each chunk written back (`sync_file_range`) before the next is written.
+    ///
+    /// Why, for segment preparation: a 128 MiB burst of dirty pages handed to the disk at
+    /// once sits in front of every `fdatasync` the live partitions issue meanwhile; several
+    /// partitions rolling together (equal rates roll together) stalled acknowledgements at
+    /// 100k msgs/s. With one chunk in the queue per preparation, a flush waits for at most
+    /// that chunk (`dataplane/log/DECISIONS.md` §2).
+    WrittenBack,
 }
 
-/// Zeros written back per step of [`write_zeros_written_back`]: the most that a segment
-/// preparation puts in the disk's queue at a time.
-const ZERO_FILL_WRITEBACK_BYTES: u64 = 1 << 20;
-
-/// Writes `bytes` zeros at `at` and writes them back to the disk as it goes, one
-/// [`ZERO_FILL_WRITEBACK_BYTES`] chunk at a time, waiting for each.
-///
-/// Why not write everything and sync once: a 128 MiB burst of dirty pages handed to the disk
-/// at once sits in front of every `fdatasync` the live partitions issue meanwhile. Several
-/// partitions rolling together (equal rates roll together) stalled acknowledgements for
-/// 170 ms at 100k msgs/s; with one chunk in the queue per preparation, a flush waits for at
-/// most that chunk.
-pub(crate) fn write_zeros_written_back(file: &File, at: u64, bytes: u64) -> io::Result<()> {
-    let zeros = vec![0u8; ZERO_FILL_WRITEBACK_BYTES.min(bytes) as usize];
+/// Writes `bytes` zeros at `at`, one [`ZERO_CHUNK_BYTES`] chunk at a time.
+pub(crate) fn write_zeros(file: &File, at: u64, bytes: u64, how: ZeroWrite) -> io::Result<()> {
+    let zeros = vec![0u8; ZERO_CHUNK_BYTES.min(bytes) as usize];
     let mut done = 0u64;
     while done < bytes {
         let chunk = (bytes - done).min(zeros.len() as u64);
         file.write_all_at(&zeros[..chunk as usize], at + done)?;
-        write_back_range(file, at + done, chunk)?;
+        if how == ZeroWrite::WrittenBack {
+            write_back_range(file, at + done, chunk)?;
+        }
         done += chunk;
     }
     Ok(())
@@ -699,9 +696,14 @@ impl SegmentPrep {
         preallocate(&segment_file, self.segment_bytes).map_err(failed(&prepared.segment_path))?;
         // The mmap path needs no zero fill: pre-faulting for write dirties every page anyway.
         if self.zero_fill && !writable {
-            write_zeros_written_back(&segment_file, SEGMENT_HEADER_BYTES as u64, data_capacity)
-                .and_then(|()| segment_file.sync_data())
-                .map_err(failed(&prepared.segment_path))?;
+            write_zeros(
+                &segment_file,
+                SEGMENT_HEADER_BYTES as u64,
+                data_capacity,
+                ZeroWrite::WrittenBack,
+            )
+            .and_then(|()| segment_file.sync_data())
+            .map_err(failed(&prepared.segment_path))?;
         }
         let mut options = MmapOptions::new();
         options.len(self.segment_bytes as usize);
@@ -863,10 +865,10 @@ mod tests {
         // untouched.
         let dir = tempfile::tempdir().unwrap();
         let file = create_new(&dir.path().join("zeros")).unwrap();
-        let total = 3 * ZERO_FILL_WRITEBACK_BYTES + 8192;
+        let total = 3 * ZERO_CHUNK_BYTES + 8192;
         file.write_all_at(&vec![0xAB; total as usize], 0).unwrap();
-        let (at, len) = (100, 2 * ZERO_FILL_WRITEBACK_BYTES + 5000);
-        write_zeros_written_back(&file, at, len).unwrap();
+        let (at, len) = (100, 2 * ZERO_CHUNK_BYTES + 5000);
+        write_zeros(&file, at, len, ZeroWrite::WrittenBack).unwrap();
         let mut read_back = vec![0u8; total as usize];
         file.read_exact_at(&mut read_back, 0).unwrap();
         assert!(read_back[..at as usize].iter().all(|&b| b == 0xAB));

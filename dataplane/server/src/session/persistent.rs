@@ -39,11 +39,6 @@ impl SubscriptionSet {
     pub fn remove(&mut self, subscription: Subscription) {
         self.0 &= !Self::bit(subscription);
     }
-
-    /// Whether it holds `subscription`.
-    pub fn contains(self, subscription: Subscription) -> bool {
-        self.0 & Self::bit(subscription) != 0
-    }
 }
 
 /// The persisted sessions of one partition's clients.
@@ -103,9 +98,16 @@ impl SessionStore {
         if self.writing.get() || !self.dirty.get() {
             return;
         }
+        // An empty file would forget every session at the next start: never write one.
+        let contents = match serde_json::to_vec(&*self.sessions.borrow()) {
+            Ok(contents) => contents,
+            Err(error) => {
+                tracing::warn!(path = %self.path.display(), %error, "could not encode MQTT sessions");
+                return;
+            }
+        };
         self.writing.set(true);
         self.dirty.set(false);
-        let contents = serde_json::to_vec(&*self.sessions.borrow()).unwrap_or_default();
         let path = self.path.clone();
         let store = Rc::clone(self);
         glommio::spawn_local(async move {
