@@ -133,6 +133,13 @@ impl Config {
     }
 
     fn validate(&self) -> anyhow::Result<()> {
+        if self.log.retention_mib > u64::MAX >> 20 {
+            bail!(
+                "log.retention_mib is {}; it must be at most {} (0 keeps everything)",
+                self.log.retention_mib,
+                u64::MAX >> 20
+            );
+        }
         let hub = &self.hub;
         if !(PARTITION_COUNT_MIN..=PARTITION_COUNT_MAX).contains(&hub.partition_count) {
             bail!(
@@ -425,6 +432,16 @@ mod tests {
         .unwrap_err();
         Config::load(None, env(&[("SHOAL_LOG", "debug")]), &Overrides::default()).unwrap();
         assert!(format!("{error:#}").contains("hub.partitions"), "{error:#}");
+        let error = Config::load(
+            None,
+            env(&[("SHOAL_LOG_RETENTION_MIB", "9223372036854775807")]),
+            &Overrides::default(),
+        )
+        .unwrap_err();
+        assert!(
+            format!("{error:#}").contains("log.retention_mib"),
+            "{error:#}"
+        );
         let error = Config::load(
             None,
             env(&[("SHOAL_HUB_PARTITION_COUNT", "200")]),

@@ -267,7 +267,10 @@ fn print_record(
         "partition {partition}  sequence {}  offset {}  {}  {}",
         record.sequence().0,
         record.offset().0,
-        system["iothub-enqueuedtime"].as_str().unwrap_or_default(),
+        system
+            .get("iothub-enqueuedtime")
+            .and_then(Value::as_str)
+            .unwrap_or("-"),
         system
             .get("iothub-connection-device-id")
             .and_then(Value::as_str)

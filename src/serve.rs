@@ -159,7 +159,7 @@ pub fn serve(config: &Config) -> anyhow::Result<()> {
             shutdown,
         ));
 
-        let endpoints = endpoints(config, &control, &tls_files);
+        let endpoints = endpoints(config, &control, &tls_files)?;
         let text = serde_json::to_string_pretty(&endpoints)?;
         std::fs::write(&endpoints_path, text)
             .with_context(|| format!("writing {}", endpoints_path.display()))?;
@@ -245,6 +245,7 @@ fn data_plane_config(
             },
             ack,
             retention_ms: (hours_ms > 0).then_some(hours_ms),
+            // `Config::validate` keeps this below u64::MAX bytes.
             retention_bytes: (log.retention_mib > 0).then_some(log.retention_mib << 20),
             ..dataplane_log::PartitionConfig::default()
         },
@@ -304,11 +305,18 @@ fn rest_host(config: &Config) -> String {
     }
 }
 
-fn endpoints(config: &Config, control: &ControlPlane, tls: &TlsFiles) -> serde_json::Value {
-    let owner = control
-        .hub
-        .policy("iothubowner")
-        .expect("every hub is created with an iothubowner policy");
+fn endpoints(
+    config: &Config,
+    control: &ControlPlane,
+    tls: &TlsFiles,
+) -> anyhow::Result<serde_json::Value> {
+    let owner = control.hub.policy("iothubowner").with_context(|| {
+        format!(
+            "hub '{}' has no iothubowner policy in {}: the registry was changed by hand; restore it from a backup",
+            control.hub.name,
+            config.server.data_dir.display()
+        )
+    })?;
     let service_connection_string = format!(
         "HostName={};SharedAccessKeyName={};SharedAccessKey={}",
         rest_host(config),
@@ -335,7 +343,7 @@ fn endpoints(config: &Config, control: &ControlPlane, tls: &TlsFiles) -> serde_j
             config.server.hostname, policy.name, policy.primary_key, control.hub.name
         )
     });
-    json!({
+    Ok(json!({
         "policies": policies,
         "eventhub_connection_string": eventhub_connection_string,
         "hostname": config.server.hostname,
@@ -352,7 +360,7 @@ fn endpoints(config: &Config, control: &ControlPlane, tls: &TlsFiles) -> serde_j
         "amqp_plain_port": config.listeners.amqp_plain_port,
         "bind_address": config.server.bind_address,
         "pid": std::process::id(),
-    })
+    }))
 }
 
 fn print_banner(config: &Config, endpoints: &serde_json::Value, endpoints_path: &Path) {

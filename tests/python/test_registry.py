@@ -175,6 +175,21 @@ def test_bulk_create_then_bulk_errors_are_reported_per_device(registry):
         registry.get_device(f"{prefix}-1")
 
 
+def test_bulk_create_or_update_of_a_new_module_keeps_the_given_keys(registry):
+    device_id = unique("bulkmod")
+    registry.create_device_with_sas(device_id, None, None, "enabled")
+    sas = AuthenticationMechanism(
+        type="sas", symmetric_key=SymmetricKey(primary_key=PRIMARY, secondary_key=SECONDARY)
+    )
+    result = registry.bulk_create_or_update_devices(
+        [ExportImportDevice(id=device_id, module_id="m1", import_mode="createOrUpdate", authentication=sas)]
+    )
+    assert result.is_successful is True, result.errors
+    module = registry.get_module(device_id, "m1")
+    assert module.authentication.symmetric_key.primary_key == PRIMARY
+    assert module.authentication.symmetric_key.secondary_key == SECONDARY
+
+
 def test_get_devices_and_statistics_count_what_exists(registry):
     before = registry.get_device_registry_statistics()
     enabled_id, disabled_id = unique("stat"), unique("stat")

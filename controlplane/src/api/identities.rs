@@ -665,24 +665,20 @@ fn bulk_one(state: &ApiState, entry: BulkEntry, mode: BulkMode) -> Result<(), Ap
                 &Precondition::MustNotExist,
             )
             .map(drop),
-            BulkMode::Update => write_module(
-                state,
-                &device_id,
-                &module_id,
-                body,
-                &Precondition::MustExist,
-            )
-            .or_else(|error| match error.code {
-                super::error::ErrorCode::ModuleNotFound => write_module(
-                    state,
-                    &device_id,
-                    &module_id,
-                    ModuleBody::default(),
-                    &Precondition::MustNotExist,
-                ),
-                _ => Err(error),
-            })
-            .map(drop),
+            // createOrUpdate, decided like the device's: the caller's keys apply either way.
+            BulkMode::Update => {
+                let exists = state
+                    .store
+                    .module(&state.hub().name, &device_id, &module_id)
+                    .map_err(|error| ApiError::server(&error))?
+                    .is_some();
+                let wanted = if exists {
+                    Precondition::MustExist
+                } else {
+                    Precondition::MustNotExist
+                };
+                write_module(state, &device_id, &module_id, body, &wanted).map(drop)
+            }
             BulkMode::UpdateIfMatchEtag => {
                 write_module(state, &device_id, &module_id, body, &etag_precondition()?).map(drop)
             }
