@@ -8,13 +8,13 @@ use axum::body::Body;
 use axum::extract::{Path, Query, State};
 use axum::http::{HeaderMap, StatusCode};
 use axum::response::{IntoResponse, Response};
+use dataplane_wire::iothub::{validate_device_id, validate_module_id};
 use serde::Deserialize;
 use serde_json::{Value, json};
 
 use super::error::ApiError;
 use super::{ApiState, json_body, precondition};
 use crate::registry::hub::Permission;
-use crate::registry::ids::{validate_device_id, validate_module_id};
 use crate::registry::keys::{
     new_etag, new_generation_id, new_key, normalize_thumbprint, validate_key,
 };
@@ -385,7 +385,7 @@ pub(super) async fn put_device(
     body: Body,
 ) -> Result<Json<Value>, ApiError> {
     state.authorize(&headers, Permission::RegistryWrite)?;
-    validate_device_id(&device_id).map_err(ApiError::invalid)?;
+    validate_device_id(&device_id).map_err(|error| invalid_id(&error))?;
     let wanted = precondition(&headers, Precondition::MustNotExist)?;
     let body: DeviceBody = json_body(body).await?;
     let (record, runtime) = state
@@ -513,8 +513,8 @@ pub(super) async fn put_module(
     body: Body,
 ) -> Result<Json<Value>, ApiError> {
     state.authorize(&headers, Permission::RegistryWrite)?;
-    validate_device_id(&device_id).map_err(ApiError::invalid)?;
-    validate_module_id(&module_id).map_err(ApiError::invalid)?;
+    validate_device_id(&device_id).map_err(|error| invalid_id(&error))?;
+    validate_module_id(&module_id).map_err(|error| invalid_id(&error))?;
     let wanted = precondition(&headers, Precondition::MustNotExist)?;
     let body: ModuleBody = json_body(body).await?;
     let (record, runtime) = state
@@ -638,9 +638,15 @@ impl BulkMode {
     }
 }
 
+/// The id rules are the data plane's (`dataplane_wire::iothub`): one definition for REST and
+/// MQTT, so an id the registry accepts is one a device can connect with.
+fn invalid_id(error: &dataplane_wire::iothub::Error) -> ApiError {
+    ApiError::invalid(format!("{error}."))
+}
+
 fn bulk_one(state: &ApiState, entry: BulkEntry, mode: BulkMode) -> Result<(), ApiError> {
     let device_id = entry.id.clone().unwrap_or_default();
-    validate_device_id(&device_id).map_err(ApiError::invalid)?;
+    validate_device_id(&device_id).map_err(|error| invalid_id(&error))?;
     let etag_precondition = || {
         entry
             .etag
@@ -649,7 +655,7 @@ fn bulk_one(state: &ApiState, entry: BulkEntry, mode: BulkMode) -> Result<(), Ap
             .ok_or_else(|| ApiError::invalid(format!("importMode {} needs eTag.", mode.name())))
     };
     if let Some(module_id) = entry.module_id.clone() {
-        validate_module_id(&module_id).map_err(ApiError::invalid)?;
+        validate_module_id(&module_id).map_err(|error| invalid_id(&error))?;
         let body = ModuleBody {
             module_id: Some(module_id.clone()),
             device_id: Some(device_id.clone()),

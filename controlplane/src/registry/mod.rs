@@ -1,6 +1,5 @@
 //! The identity registry's domain: hubs, policies, devices, modules and generated values.
 
 pub mod hub;
-pub mod ids;
 pub mod keys;
 pub mod model;
