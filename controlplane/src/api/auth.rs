@@ -78,14 +78,7 @@ fn check_hub_resource(resource: &str, accepted_hosts: &[String]) -> Result<(), A
             "The token's resource '{resource}' is scoped below the hub; registry and service calls need a hub-level token (sr = the host name)."
         )));
     }
-    let name = host
-        .rsplit_once(':')
-        .filter(|(_, port)| port.chars().all(|c| c.is_ascii_digit()))
-        .map_or(host, |(name, _)| name);
-    if accepted_hosts
-        .iter()
-        .any(|accepted| accepted.eq_ignore_ascii_case(name))
-    {
+    if dataplane_wire::iothub::is_accepted_host(host, accepted_hosts) {
         Ok(())
     } else {
         Err(ApiError::unauthorized(format!(

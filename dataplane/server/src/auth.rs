@@ -77,7 +77,7 @@ fn refuse(code: ConnectReturnCode, reason: impl Into<String>) -> Refusal {
 pub fn authenticate(
     connect: &Connect,
     cache: &IdentityCache,
-    accepted_hosts: &[&str],
+    accepted_hosts: &[String],
     now_secs: u64,
 ) -> Result<Authenticated, Refusal> {
     let client = ClientId::parse(&connect.client_id).map_err(|error| {

@@ -171,10 +171,7 @@ fn audience_scope(
     accepted_hosts: &[String],
 ) -> Result<Scope, Refusal> {
     let (host, path) = split_audience(audience);
-    if !accepted_hosts
-        .iter()
-        .any(|accepted| accepted.eq_ignore_ascii_case(host))
-    {
+    if !dataplane_wire::iothub::is_accepted_host(host, accepted_hosts) {
         return Err(refuse(
             401,
             format!(

@@ -127,10 +127,12 @@ async fn accept_and_route(
     let connect = *connect;
 
     let now_secs = (now_ms() / 1000) as u64;
-    let authenticated = {
-        let hosts: Vec<&str> = shard.accepted_hosts.iter().map(String::as_str).collect();
-        authenticate(&connect, &shard.identities(), &hosts, now_secs)
-    };
+    let authenticated = authenticate(
+        &connect,
+        &shard.identities(),
+        &shard.accepted_hosts,
+        now_secs,
+    );
     let authenticated = match authenticated {
         Ok(authenticated) => authenticated,
         Err(refusal) => {

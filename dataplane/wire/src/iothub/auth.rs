@@ -41,7 +41,7 @@ pub enum KeyScope<'t> {
 pub fn authorize<'t>(
     token: &'t SasToken,
     client: &ClientId<'_>,
-    accepted_hosts: &[&str],
+    accepted_hosts: &[impl AsRef<str>],
 ) -> Result<KeyScope<'t>, Error> {
     let mismatch = |detail| Error::TokenScopeMismatch { detail };
     let resource = token.resource.trim_end_matches('/');
@@ -73,12 +73,12 @@ pub fn authorize<'t>(
 
 /// Whether `host` (a token's or user name's) is one of `accepted_hosts`, ignoring case and
 /// any `:port` on either side.
-pub fn is_accepted_host(host: &str, accepted_hosts: &[&str]) -> bool {
+pub fn is_accepted_host(host: &str, accepted_hosts: &[impl AsRef<str>]) -> bool {
     let host = without_port(host);
     !host.is_empty()
         && accepted_hosts
             .iter()
-            .any(|accepted| without_port(accepted).eq_ignore_ascii_case(host))
+            .any(|accepted| without_port(accepted.as_ref()).eq_ignore_ascii_case(host))
 }
 
 fn without_port(host: &str) -> &str {
