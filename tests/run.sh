@@ -16,6 +16,15 @@ ulimit -l unlimited 2>/dev/null || ulimit -l 1048576 2>/dev/null || true
 # Each SDK connection is a file descriptor; load tests open many.
 ulimit -n 65536 2>/dev/null || true
 
+# Servers under test preallocate their segments on real disk (in $TMPDIR); a full disk would
+# show up as partitions refusing devices, so say it plainly before anything runs.
+scratch=${TMPDIR:-/tmp}
+free_mib=$(df -Pm "$scratch" | awk 'NR == 2 { print $4 }')
+if [ "${free_mib:-0}" -lt 2048 ]; then
+    echo "only ${free_mib} MiB free in $scratch; the tests need at least 2 GiB there" >&2
+    exit 1
+fi
+
 step "Python environment with the pinned official SDKs (.venv)"
 if [ ! -x .venv/bin/python ]; then
     python3 -m venv .venv

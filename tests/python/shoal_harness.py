@@ -47,7 +47,9 @@ class Shoal:
         self.mqtt_port = mqtt_port
         self.amqp_port = amqp_port
         self.extra_args = list(extra_args)
-        self.environment = dict(environment or {})
+        # Small segments: the suites start many servers, each preallocating the segments of
+        # its partitions, and a test never fills even one.
+        self.environment = {"SHOAL_LOG_SEGMENT_MIB": "8", **(environment or {})}
         self.process = None
         self.endpoints = None
         self.log_path = self.data_dir.parent / f"{self.data_dir.name}.log"
