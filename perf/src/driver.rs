@@ -222,6 +222,8 @@ pub struct Outcome {
     pub window_ns: (u64, u64),
     /// Open loop: messages the schedule made due in the window but that were never sent.
     pub unsent_due: u64,
+    /// Scheduled messages of devices that gave up connecting: never sent.
+    pub abandoned_due: u64,
     /// PUBLISH packets the server sent to devices (not expected in these workloads).
     pub received_publishes: u64,
     /// Before connecting.
@@ -365,6 +367,8 @@ struct Conn {
     sent_k: u64,
     attempt_start_ns: u64,
     failures: u32,
+    /// Ran out of connect retries: sends nothing more.
+    gave_up: bool,
     /// Set when the device lost its connection (drop or storm): time of the loss.
     down_since_ns: Option<u64>,
     handshake_recorded: bool,
@@ -386,6 +390,7 @@ impl Conn {
             sent_k: 0,
             attempt_start_ns: 0,
             failures: 0,
+            gave_up: false,
             down_since_ns: None,
             handshake_recorded: false,
             last_tx_ns: 0,
@@ -593,6 +598,9 @@ pub fn run(plan: &Plan) -> anyhow::Result<Outcome> {
     let mut storms = StormClock::new(&plan.storms, publish_start, devices);
     let mut window_start = None;
     let count_mode = plan.duration_ns == 0;
+    // What the devices that gave up were scheduled to send and never will; recounted when
+    // another device gives up.
+    let mut abandoned = Abandoned::default();
     if ctx.schedule.is_none() && ctx.publishing {
         for (i, c) in conns.iter_mut().enumerate() {
             fill(plan, &mut ctx, c, i);
@@ -603,7 +611,11 @@ pub fn run(plan: &Plan) -> anyhow::Result<Outcome> {
         if window_start.is_none() && ctx.now >= ctx.measure_start_ns {
             window_start = Some(Snapshot::take(plan.server_pid, ctx.spin_ns));
         }
-        if ctx.now >= ctx.stop_ns || (count_mode && ctx.total_sent >= plan.messages) {
+        abandoned.recount(&ctx, &conns);
+        if ctx.now >= ctx.stop_ns
+            || (count_mode && ctx.total_sent + abandoned.messages >= plan.messages)
+            || abandoned.devices == conns.len() as u64
+        {
             break;
         }
         if let Some(schedule) = ctx.schedule {
@@ -655,9 +667,12 @@ pub fn run(plan: &Plan) -> anyhow::Result<Outcome> {
 
     // Drain phase: wait for outstanding acks (and the open-loop backlog).
     let drain_deadline = ctx.now + plan.drain_timeout_ns;
-    while (ctx.inflight_total > 0 || ctx.total_sent < owed || output_pending(&conns))
+    while (ctx.inflight_total > 0
+        || ctx.total_sent + abandoned.messages < owed
+        || output_pending(&conns))
         && ctx.now < drain_deadline
     {
+        abandoned.recount(&ctx, &conns);
         let wake = next_sweep.min(ticker.next_ns).min(drain_deadline);
         start_connects(plan, &mut ctx, &mut conns);
         turn(plan, &mut ctx, &mut conns, &mut events, wake)?;
@@ -671,10 +686,17 @@ pub fn run(plan: &Plan) -> anyhow::Result<Outcome> {
         }
     }
     ctx.publishing = false;
-    let unsent_due = owed.saturating_sub(ctx.total_sent);
+    abandoned.recount(&ctx, &conns);
+    let unsent_due = owed.saturating_sub(ctx.total_sent + abandoned.messages);
     if count_mode {
-        // Count runs measure until the last acknowledgement.
-        ctx.stop_ns = ctx.last_ack_ns.max(ctx.measure_start_ns);
+        // Count runs measure until the last acknowledgement, or for QoS 0 (nothing is
+        // acknowledged) until the last message was handed to the socket.
+        let last = if plan.qos == 0 {
+            ctx.now
+        } else {
+            ctx.last_ack_ns
+        };
+        ctx.stop_ns = last.max(ctx.measure_start_ns);
         window_end = Some(Snapshot::take(plan.server_pid, ctx.spin_ns));
     }
     if plan.progress {
@@ -713,6 +735,7 @@ pub fn run(plan: &Plan) -> anyhow::Result<Outcome> {
         window_payload_bytes: ctx.window_bytes,
         window_ns: (ctx.measure_start_ns, ctx.stop_ns),
         unsent_due,
+        abandoned_due: abandoned.messages,
         received_publishes: ctx.received_publishes,
         before_connect,
         after_connect,
@@ -788,6 +811,41 @@ fn start_connect(plan: &Plan, ctx: &mut Ctx, c: &mut Conn, i: usize) {
     }
 }
 
+/// The share of the run that devices which gave up will never send.
+#[derive(Debug, Default)]
+struct Abandoned {
+    /// Devices that gave up.
+    devices: u64,
+    /// Open loop: what the schedule still owed them when they gave up. Closed loop: 0 (the
+    /// other devices send their share).
+    messages: u64,
+}
+
+impl Abandoned {
+    fn recount(&mut self, ctx: &Ctx, conns: &[Conn]) {
+        if ctx.conn.gave_up == self.devices {
+            return;
+        }
+        self.devices = ctx.conn.gave_up;
+        let total = ctx
+            .schedule
+            .and_then(|schedule| schedule.total().map(|total| (schedule, total)));
+        self.messages = match total {
+            Some((schedule, total)) => conns
+                .iter()
+                .enumerate()
+                .filter(|(_, c)| c.gave_up)
+                .map(|(i, c)| {
+                    schedule
+                        .device_due(i as u32, total)
+                        .saturating_sub(c.sent_k)
+                })
+                .sum(),
+            None => 0,
+        };
+    }
+}
+
 /// A connect attempt failed: count it, close, and retry or give up.
 fn fail_attempt(plan: &Plan, ctx: &mut Ctx, c: &mut Conn, kind: ErrorKind) {
     debug_assert!(matches!(c.state, State::Connecting | State::Handshaking));
@@ -797,6 +855,7 @@ fn fail_attempt(plan: &Plan, ctx: &mut Ctx, c: &mut Conn, kind: ErrorKind) {
     c.failures += 1;
     if c.failures > plan.connect.retries {
         c.state = State::Finished;
+        c.gave_up = true;
         ctx.conn.gave_up += 1;
     } else {
         c.state = State::Backoff {

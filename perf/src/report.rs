@@ -116,6 +116,8 @@ pub struct PublishReport {
     pub generator_lag: Summary,
     /// Open loop: messages due before the stop that were never sent.
     pub unsent_due: u64,
+    /// Open loop: messages scheduled for devices that gave up connecting, never sent.
+    pub abandoned_due: u64,
     /// PUBLISH packets received from the server (none expected).
     pub received_publishes: u64,
 }
@@ -284,6 +286,7 @@ impl Report {
             service_time: outcome.service.summary(),
             generator_lag: outcome.generator_lag.summary(),
             unsent_due: outcome.unsent_due,
+            abandoned_due: outcome.abandoned_due,
             received_publishes: outcome.received_publishes,
         };
         let c = &outcome.connections;
@@ -717,6 +720,12 @@ fn warnings(scenario: &Scenario, r: &Results) -> Vec<String> {
         w.push(format!(
             "{} scheduled messages were never sent before the drain time-out: the offered rate was not sustained",
             p.unsent_due
+        ));
+    }
+    if p.abandoned_due > 0 {
+        w.push(format!(
+            "{} scheduled messages belonged to devices that gave up connecting and were never sent",
+            p.abandoned_due
         ));
     }
     if let Some(rate) = scenario.open_loop_rate()

@@ -249,3 +249,92 @@ fn qos0_sends_are_all_seen_by_the_broker() {
     );
     assert_eq!(floor.counters.pubacks.load(Ordering::Relaxed), 0);
 }
+
+/// QoS 0 by message count: nothing is acknowledged, so the window cannot end at the last
+/// acknowledgement.
+///
+/// Expectation: every message is sent and the rate is computed over the time the sends
+/// took: positive and finite, not divided by an empty window.
+#[test]
+fn qos0_count_runs_report_a_rate_over_their_sends() {
+    let floor = Floor::start(None);
+    let mut s = scenario(floor.port);
+    s.publish.qos = 0;
+    s.publish.duration = Duration(0);
+    s.publish.messages = 20_000;
+    let report = perf::run::execute(&s).expect("runs").report;
+    let p = &report.results.publish;
+    assert_eq!(p.counts.sent, 20_000);
+    assert!(
+        p.msgs_per_s.is_finite() && p.msgs_per_s > 0.0,
+        "rate {}",
+        p.msgs_per_s
+    );
+    // 20k messages cannot have been written in under a microsecond each on any machine
+    // this runs on: a rate beyond this is a window that collapsed.
+    assert!(p.msgs_per_s < 20e6, "rate {}", p.msgs_per_s);
+}
+
+/// Forwards its first `admitted` connections to `upstream` and closes every later one at
+/// once: a broker that some devices can never reach.
+fn start_gate(upstream: u16, admitted: usize) -> u16 {
+    let listener = std::net::TcpListener::bind("127.0.0.1:0").expect("bind");
+    let port = listener.local_addr().expect("addr").port();
+    std::thread::spawn(move || {
+        for (n, client) in listener.incoming().enumerate() {
+            let Ok(client) = client else { continue };
+            if n >= admitted {
+                continue; // dropped: the device sees its connection closed
+            }
+            let Ok(server) = std::net::TcpStream::connect(("127.0.0.1", upstream)) else {
+                continue;
+            };
+            for (mut from, mut to) in [
+                (
+                    client.try_clone().expect("clone"),
+                    server.try_clone().expect("clone"),
+                ),
+                (server, client),
+            ] {
+                std::thread::spawn(move || {
+                    let _ = std::io::copy(&mut from, &mut to);
+                    let _ = to.shutdown(std::net::Shutdown::Write);
+                });
+            }
+        }
+    });
+    port
+}
+
+/// Open loop by message count, 10 devices, 3 of which can never connect and give up.
+///
+/// Expectation: the run ends (the schedule's share of those devices is counted as abandoned
+/// rather than waited for), the other devices send and have acknowledged their whole share,
+/// and the report says how many scheduled messages were abandoned.
+#[test]
+fn an_open_loop_count_run_ends_when_devices_give_up() {
+    let floor = Floor::start(None);
+    let gate = start_gate(floor.port, 7);
+    let mut s = scenario(gate);
+    s.connect.retries = 0;
+    s.connect.concurrency = 1;
+    s.publish.duration = Duration(0);
+    s.publish.messages = 1_000;
+    s.publish.rate = 20_000.0;
+    let (done, outcome) = std::sync::mpsc::channel();
+    std::thread::spawn(move || {
+        let _ = done.send(perf::run::execute(&s));
+    });
+    let report = outcome
+        .recv_timeout(std::time::Duration::from_secs(60))
+        .expect("the run ends")
+        .expect("runs")
+        .report;
+    assert_eq!(report.results.connections.gave_up, 3);
+    let p = &report.results.publish;
+    assert_eq!(p.abandoned_due, 300, "each device's share is 100");
+    assert_eq!(p.counts.sent, 700);
+    assert_eq!(p.counts.acked, 700);
+    assert_eq!(p.unsent_due, 0);
+    assert_eq!(floor.counters.publishes.load(Ordering::Relaxed), 700);
+}
