@@ -283,6 +283,9 @@ run_one() {
         echo "!$(grep -m1 '^error' "$base.txt" | cut -c1-200)"
     fi
     stop_server
+    # The server's own account (Shoal: per-partition flushes, segment rolls, preparations
+    # that had to run inline) goes next to the report.
+    [[ -f $WORK/$server.log ]] && cp "$WORK/$server.log" "$base.server.log"
 }
 
 rate_of() { sed -n 's/.*"msgs_per_s": *\([0-9.e+]*\).*/\1/p' "$1" | head -n 1; }
