@@ -326,7 +326,7 @@ fn an_open_loop_count_run_ends_when_devices_give_up() {
         let _ = done.send(perf::run::execute(&s));
     });
     let report = outcome
-        .recv_timeout(std::time::Duration::from_secs(60))
+        .recv_timeout(std::time::Duration::from_mins(1))
         .expect("the run ends")
         .expect("runs")
         .report;
