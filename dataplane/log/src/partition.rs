@@ -720,8 +720,16 @@ impl Partition {
         let prepared = match self.spare.take() {
             Some(prepared) => prepared,
             None => {
+                // No segment ready: one is made here, on the append path, as cheaply as it
+                // can be: allocated, neither zeroed nor pre-faulted. Zeroing 128 MiB here
+                // stalled every connection of the shard for 600 ms at 390k msgs/s; unzeroed,
+                // this one segment's flushes also commit extent conversions instead.
                 self.stats.segments_prepared_inline += 1;
-                let prep = self.segment_prep();
+                let prep = SegmentPrep {
+                    zero_fill: false,
+                    prefault: false,
+                    ..self.segment_prep()
+                };
                 match prep.prepare() {
                     Ok(prepared) => prepared,
                     Err(error) => return Err(self.poison(error)),

@@ -189,50 +189,93 @@ pub(crate) fn preallocate(file: &File, bytes: u64) -> io::Result<()> {
     write_zeros(file, 0, bytes, ZeroWrite::Cached)
 }
 
-/// Zeros written per step of [`write_zeros`]; with [`ZeroWrite::WrittenBack`], the most that
-/// a segment preparation puts in the disk's queue at a time.
-const ZERO_CHUNK_BYTES: u64 = 1 << 20;
+/// Zeros written per step of [`write_zeros`].
+const ZERO_CHUNK_BYTES: u64 = 128 << 10;
+
+/// With [`ZeroWrite::WrittenBack`], chunks whose writeback may be under way at once: a live
+/// partition's `fdatasync` finds at most this many chunks of zeros ahead of it in the disk's
+/// queue, and the preparing thread sleeps only when the disk is this far behind.
+const ZERO_WRITEBACK_DEPTH: u64 = 4;
 
 /// Whether [`write_zeros`] leaves the zeros in the page cache or writes them back as it goes.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub(crate) enum ZeroWrite {
     /// Dirty pages, written back by the kernel or the caller's next sync.
     Cached,
-    /// Each chunk written back (`sync_file_range`) before the next is written.
+    /// Written back (`sync_file_range`) as they go, at most [`ZERO_WRITEBACK_DEPTH`] chunks
+    /// at a time, and all of them by the return.
     ///
     /// Why, for segment preparation: a 128 MiB burst of dirty pages handed to the disk at
     /// once sits in front of every `fdatasync` the live partitions issue meanwhile; several
     /// partitions rolling together (equal rates roll together) stalled acknowledgements at
-    /// 100k msgs/s. With one chunk in the queue per preparation, a flush waits for at most
-    /// that chunk (`dataplane/log/DECISIONS.md` §2).
+    /// 100k msgs/s. So is a 1 MiB chunk, on a busy disk. Small chunks waited for one by one
+    /// are slow to write (the preparing thread runs at the lowest priority and sleeps on
+    /// each), and at 390k msgs/s a roll then found no segment ready and prepared one inline
+    /// (a 600 ms stall). Chunk size and depth are measured in `dataplane/log/DECISIONS.md` §2.
     WrittenBack,
 }
 
 /// Writes `bytes` zeros at `at`, one [`ZERO_CHUNK_BYTES`] chunk at a time.
 pub(crate) fn write_zeros(file: &File, at: u64, bytes: u64, how: ZeroWrite) -> io::Result<()> {
     let zeros = vec![0u8; ZERO_CHUNK_BYTES.min(bytes) as usize];
+    let window = ZERO_WRITEBACK_DEPTH * ZERO_CHUNK_BYTES;
     let mut done = 0u64;
+    // With `WrittenBack`: bytes (from `at`) known to be on the disk.
+    let mut written_back = 0u64;
     while done < bytes {
         let chunk = (bytes - done).min(zeros.len() as u64);
         file.write_all_at(&zeros[..chunk as usize], at + done)?;
         if how == ZeroWrite::WrittenBack {
-            write_back_range(file, at + done, chunk)?;
+            sync_range(file, at + done, chunk, WriteBack::Start)?;
         }
         done += chunk;
+        if how == ZeroWrite::WrittenBack && done - written_back > window {
+            // Usually finished by now, so no sleep.
+            let upto = done - window;
+            sync_range(
+                file,
+                at + written_back,
+                upto - written_back,
+                WriteBack::Wait,
+            )?;
+            written_back = upto;
+        }
+    }
+    if how == ZeroWrite::WrittenBack && written_back < bytes {
+        sync_range(
+            file,
+            at + written_back,
+            bytes - written_back,
+            WriteBack::Wait,
+        )?;
     }
     Ok(())
 }
 
-/// Starts writeback of `file[at..at + len]` and waits for it (`sync_file_range`); the data
+/// What [`sync_range`] does.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum WriteBack {
+    /// Starts writeback of the range's dirty pages and returns.
+    Start,
+    /// Writes back the range and waits until all of it is on the disk.
+    Wait,
+}
+
+/// Writes back `file[at..at + len]` (`sync_file_range`), waiting for it or not; the data
 /// only, no metadata and no disk cache flush: the caller's `fdatasync` provides those.
-fn write_back_range(file: &File, at: u64, len: u64) -> io::Result<()> {
+fn sync_range(file: &File, at: u64, len: u64, how: WriteBack) -> io::Result<()> {
     let (Ok(offset), Ok(nbytes)) = (libc::off64_t::try_from(at), libc::off64_t::try_from(len))
     else {
         return Err(io::Error::from_raw_os_error(libc::EFBIG));
     };
-    let flags = libc::SYNC_FILE_RANGE_WAIT_BEFORE
-        | libc::SYNC_FILE_RANGE_WRITE
-        | libc::SYNC_FILE_RANGE_WAIT_AFTER;
+    let flags = match how {
+        WriteBack::Start => libc::SYNC_FILE_RANGE_WRITE,
+        WriteBack::Wait => {
+            libc::SYNC_FILE_RANGE_WAIT_BEFORE
+                | libc::SYNC_FILE_RANGE_WRITE
+                | libc::SYNC_FILE_RANGE_WAIT_AFTER
+        }
+    };
     // SAFETY: sync_file_range only reads its integer arguments; the fd is open for the call.
     let rc = unsafe { libc::sync_file_range(file.as_raw_fd(), offset, nbytes, flags) };
     if rc == 0 {

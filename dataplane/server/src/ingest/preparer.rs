@@ -6,8 +6,8 @@
 //! on glommio's blocking pool, where the flusher's slow rounds also queue, they stalled
 //! acknowledgements and publish-to-consume latency for 200-600 ms at 100k msgs/s
 //! (`shoal-perf run -s e2e`). Here they run one after another on a thread of their own, each
-//! handing the disk 1 MiB at a time, and on the shard's core they take only the time the
-//! shard leaves idle.
+//! keeping at most a few 128 KiB chunks in the disk's queue, and on the shard's core they
+//! take only the time the shard leaves idle.
 
 use std::time::Duration;
 
