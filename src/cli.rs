@@ -59,6 +59,22 @@ pub enum DeviceCommand {
         #[arg(long, value_name = "DEVICE_ID")]
         device: Option<String>,
     },
+    /// Enable or disable a device, or renew the keys of a device (or module). Live
+    /// connections of a disabled device, or that used a replaced key, are closed.
+    Update {
+        /// Device id.
+        device_id: String,
+        /// Update a module of the device instead (keys only: modules have no status).
+        #[arg(long)]
+        module: Option<String>,
+        /// The new status.
+        #[arg(long, value_enum)]
+        status: Option<Status>,
+        /// Replace a key with a new random one, both keys, or swap them (like `az iot hub
+        /// device-identity renew-key --key-type`).
+        #[arg(long, value_enum, value_name = "KEY")]
+        renew_key: Option<RenewKey>,
+    },
     /// Delete a device and its modules (or, with --module, one module).
     Delete {
         /// Device id.
@@ -78,6 +94,43 @@ pub enum DeviceCommand {
         #[arg(long)]
         secondary: bool,
     },
+}
+
+/// A device's status.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+pub enum Status {
+    Enabled,
+    Disabled,
+}
+
+/// Which symmetric key `update --renew-key` replaces.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+pub enum RenewKey {
+    Primary,
+    Secondary,
+    Both,
+    /// The primary becomes the secondary and the secondary the primary.
+    Swap,
+}
+
+/// Applies `renew` to an identity's symmetric keys, in place.
+fn renew_keys(identity: &mut Value, renew: RenewKey) -> anyhow::Result<()> {
+    let keys = &mut identity["authentication"]["symmetricKey"];
+    let (Some(primary), Some(secondary)) = (
+        keys["primaryKey"].as_str().map(str::to_owned),
+        keys["secondaryKey"].as_str().map(str::to_owned),
+    ) else {
+        bail!("this identity has no symmetric keys to renew (it authenticates with X.509)");
+    };
+    let new_key = controlplane::registry::keys::new_key;
+    let (primary, secondary) = match renew {
+        RenewKey::Primary => (new_key(), secondary),
+        RenewKey::Secondary => (primary, new_key()),
+        RenewKey::Both => (new_key(), new_key()),
+        RenewKey::Swap => (secondary, primary),
+    };
+    *keys = json!({"primaryKey": primary, "secondaryKey": secondary});
+    Ok(())
 }
 
 struct Resolved {
@@ -233,6 +286,34 @@ pub fn run(target: &Target, command: DeviceCommand) -> anyhow::Result<()> {
                 );
             }
             println!("{} device(s)", devices.len());
+        }
+        DeviceCommand::Update {
+            device_id,
+            module,
+            status,
+            renew_key,
+        } => {
+            if status.is_none() && renew_key.is_none() {
+                bail!("nothing to update: pass --status or --renew-key");
+            }
+            if module.is_some() && status.is_some() {
+                bail!("modules have no status; only their keys can be renewed (--renew-key)");
+            }
+            let path = identity_path(&device_id, module.as_deref());
+            let mut identity = client.call("GET", &path, None, None)?;
+            if let Some(status) = status {
+                identity["status"] = json!(match status {
+                    Status::Enabled => "enabled",
+                    Status::Disabled => "disabled",
+                });
+            }
+            if let Some(renew) = renew_key {
+                renew_keys(&mut identity, renew)?;
+            }
+            // Only if nobody changed it since it was read: a concurrent update gets a 412.
+            let etag = identity["etag"].as_str().map(str::to_owned);
+            let updated = client.call("PUT", &path, Some(&identity), etag.as_deref())?;
+            print_json(&updated);
         }
         DeviceCommand::Delete { device_id, module } => {
             client.call(

@@ -156,3 +156,127 @@ fn mistakes_get_errors_that_say_what_is_wrong() {
         .to_string();
     assert!(invalid.contains("400"), "{invalid}");
 }
+
+#[test]
+fn devices_are_disabled_enabled_and_given_new_keys() {
+    // Setup: a device with a module, and an X.509 device. Expectation: `update` changes the
+    // status and each kind of key renewal does what it says, leaving the rest as it was;
+    // updates that cannot apply are refused with a reason, changing nothing.
+    let server = Server::start().expect("shoal starts");
+    let keys_of = |identity: &Value| {
+        let keys = &identity["authentication"]["symmetricKey"];
+        (
+            keys["primaryKey"].as_str().expect("primary").to_owned(),
+            keys["secondaryKey"].as_str().expect("secondary").to_owned(),
+        )
+    };
+    let created = json(&server.cli(&["device", "create", "cli-upd"]).unwrap());
+    let (primary, secondary) = keys_of(&created);
+
+    let disabled = json(
+        &server
+            .cli(&["device", "update", "cli-upd", "--status", "disabled"])
+            .unwrap(),
+    );
+    assert_eq!(disabled["status"], "disabled");
+    assert_eq!(keys_of(&disabled), (primary.clone(), secondary.clone()));
+    assert_ne!(
+        disabled["etag"], created["etag"],
+        "an update is a new version"
+    );
+    let shown = json(&server.cli(&["device", "show", "cli-upd"]).unwrap());
+    assert_eq!(shown["status"], "disabled", "the change was stored");
+
+    let swapped = json(
+        &server
+            .cli(&[
+                "device",
+                "update",
+                "cli-upd",
+                "--status",
+                "enabled",
+                "--renew-key",
+                "swap",
+            ])
+            .unwrap(),
+    );
+    assert_eq!(swapped["status"], "enabled");
+    assert_eq!(keys_of(&swapped), (secondary.clone(), primary.clone()));
+
+    let renewed = json(
+        &server
+            .cli(&["device", "update", "cli-upd", "--renew-key", "primary"])
+            .unwrap(),
+    );
+    let (new_primary, kept_secondary) = keys_of(&renewed);
+    assert_eq!(kept_secondary, primary, "the secondary is untouched");
+    assert!(new_primary != secondary && new_primary != primary);
+    let both = keys_of(&json(
+        &server
+            .cli(&["device", "update", "cli-upd", "--renew-key", "both"])
+            .unwrap(),
+    ));
+    assert!(both.0 != new_primary && both.1 != kept_secondary && both.0 != both.1);
+    let connection_string = server
+        .cli(&["device", "connection-string", "cli-upd"])
+        .unwrap();
+    assert!(
+        connection_string.contains(&both.0),
+        "connection strings use the new key: {connection_string}"
+    );
+
+    let module = json(
+        &server
+            .cli(&["device", "create", "cli-upd", "--module", "m1"])
+            .unwrap(),
+    );
+    let module_keys = keys_of(&module);
+    let module_renewed = json(
+        &server
+            .cli(&[
+                "device",
+                "update",
+                "cli-upd",
+                "--module",
+                "m1",
+                "--renew-key",
+                "secondary",
+            ])
+            .unwrap(),
+    );
+    assert_eq!(module_renewed["moduleId"], "m1");
+    assert_eq!(keys_of(&module_renewed).0, module_keys.0);
+    assert_ne!(keys_of(&module_renewed).1, module_keys.1);
+
+    let nothing = server
+        .cli(&["device", "update", "cli-upd"])
+        .expect_err("an update with nothing to change is refused")
+        .to_string();
+    assert!(nothing.contains("nothing to update"), "{nothing}");
+    let module_status = server
+        .cli(&[
+            "device", "update", "cli-upd", "--module", "m1", "--status", "disabled",
+        ])
+        .expect_err("modules have no status")
+        .to_string();
+    assert!(module_status.contains("no status"), "{module_status}");
+    server
+        .cli(&[
+            "device",
+            "create",
+            "cli-upd-x509",
+            "--x509",
+            &"CD".repeat(20),
+        ])
+        .unwrap();
+    let x509 = server
+        .cli(&["device", "update", "cli-upd-x509", "--renew-key", "both"])
+        .expect_err("an X.509 device has no keys to renew")
+        .to_string();
+    assert!(x509.contains("X.509"), "{x509}");
+    let missing = server
+        .cli(&["device", "update", "cli-nobody", "--status", "disabled"])
+        .expect_err("an unknown device is an error")
+        .to_string();
+    assert!(missing.contains("DeviceNotFound"), "{missing}");
+}
