@@ -96,13 +96,15 @@ pub struct PartitionConfig {
     /// bytes. `None` keeps them.
     pub retention_bytes: Option<u64>,
     /// Pre-fault each new segment while preparing it, so that the append path never touches a
-    /// cold page. Off only for tests and fuzzing where segments are tiny and short-lived.
+    /// cold page. Off only for tests and fuzzing where segments are tiny and short-lived. A
+    /// segment prepared inline at a roll (none was ready) is never pre-faulted or zeroed.
     pub prefault: bool,
     /// Write zeros over each new segment (and sync them) while preparing it, instead of only
     /// reserving the blocks with `fallocate`. On ext4 and XFS a write into a fallocated
     /// ("unwritten") extent makes the next `fdatasync` also commit the extent conversion to the
     /// journal; into zeroed blocks it is a plain overwrite. Costs one extra write of every
-    /// segment, off the append path. See `DECISIONS.md` for the measurements.
+    /// segment, off the append path (a segment prepared inline at a roll is not zeroed). See
+    /// `DECISIONS.md` for the measurements.
     pub zero_fill: bool,
     /// How full (in percent of its data area) the active segment must be before
     /// [`Partition::next_segment_request`](crate::Partition::next_segment_request) asks for the

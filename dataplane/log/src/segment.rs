@@ -24,7 +24,11 @@
 //!    next one; [`SegmentPrep::prepare`] (on a blocking thread, or inline as a fallback) creates
 //!    `prepared-*.segment.tmp` and `prepared-*.index.tmp`, preallocates both with `fallocate`,
 //!    maps them and pre-faults every page, so that appends never touch a cold page and a full
-//!    disk shows up here, as `ENOSPC`, instead of as `SIGBUS` in a mapping.
+//!    disk shows up here, as `ENOSPC`, instead of as `SIGBUS` in a mapping. The inline
+//!    fallback (a roll that found no segment ready) skips the zero fill and the pre-faulting,
+//!    so that the append path waits milliseconds rather than for a whole segment of writes;
+//!    `fallocate` still reserves its blocks (on copy-on-write filesystems a write through the
+//!    mapping of such a segment can still find the disk full).
 //! 2. At a roll, the partition writes the header, renames both files to their final names and
 //!    asks the next flush to sync the directory too.
 //! 3. When the next roll happens, the segment is *sealed*: its end is published to readers and
@@ -189,7 +193,8 @@ pub(crate) fn preallocate(file: &File, bytes: u64) -> io::Result<()> {
     write_zeros(file, 0, bytes, ZeroWrite::Cached)
 }
 
-/// Zeros written per step of [`write_zeros`].
+/// Zeros written per step of [`write_zeros`]; steps end on multiples of it in the file, so
+/// that no page is written back twice.
 const ZERO_CHUNK_BYTES: u64 = 128 << 10;
 
 /// With [`ZeroWrite::WrittenBack`], chunks whose writeback may be under way at once: a live
@@ -219,35 +224,29 @@ pub(crate) enum ZeroWrite {
 pub(crate) fn write_zeros(file: &File, at: u64, bytes: u64, how: ZeroWrite) -> io::Result<()> {
     let zeros = vec![0u8; ZERO_CHUNK_BYTES.min(bytes) as usize];
     let window = ZERO_WRITEBACK_DEPTH * ZERO_CHUNK_BYTES;
-    let mut done = 0u64;
-    // With `WrittenBack`: bytes (from `at`) known to be on the disk.
-    let mut written_back = 0u64;
-    while done < bytes {
-        let chunk = (bytes - done).min(zeros.len() as u64);
-        file.write_all_at(&zeros[..chunk as usize], at + done)?;
+    let end = at + bytes;
+    let mut done = at;
+    // With `WrittenBack`: everything before this is on the disk.
+    let mut written_back = at;
+    while done < end {
+        let to_boundary = ZERO_CHUNK_BYTES - done % ZERO_CHUNK_BYTES;
+        let chunk = (end - done).min(to_boundary);
+        file.write_all_at(&zeros[..chunk as usize], done)?;
         if how == ZeroWrite::WrittenBack {
-            sync_range(file, at + done, chunk, WriteBack::Start)?;
+            // Make room for this chunk first: wait for the oldest ones (usually finished by
+            // now, so no sleep) until at most `window` bytes are under writeback with it.
+            let pending = done + chunk - written_back;
+            if pending > window {
+                let upto = done + chunk - window;
+                sync_range(file, written_back, upto - written_back, WriteBack::Wait)?;
+                written_back = upto;
+            }
+            sync_range(file, done, chunk, WriteBack::Start)?;
         }
         done += chunk;
-        if how == ZeroWrite::WrittenBack && done - written_back > window {
-            // Usually finished by now, so no sleep.
-            let upto = done - window;
-            sync_range(
-                file,
-                at + written_back,
-                upto - written_back,
-                WriteBack::Wait,
-            )?;
-            written_back = upto;
-        }
     }
-    if how == ZeroWrite::WrittenBack && written_back < bytes {
-        sync_range(
-            file,
-            at + written_back,
-            bytes - written_back,
-            WriteBack::Wait,
-        )?;
+    if how == ZeroWrite::WrittenBack && written_back < end {
+        sync_range(file, written_back, end - written_back, WriteBack::Wait)?;
     }
     Ok(())
 }
@@ -264,6 +263,8 @@ enum WriteBack {
 /// Writes back `file[at..at + len]` (`sync_file_range`), waiting for it or not; the data
 /// only, no metadata and no disk cache flush: the caller's `fdatasync` provides those.
 fn sync_range(file: &File, at: u64, len: u64, how: WriteBack) -> io::Result<()> {
+    // `sync_file_range` reads a length of 0 as "to the end of the file".
+    debug_assert!(len > 0, "an empty range is never synced");
     let (Ok(offset), Ok(nbytes)) = (libc::off64_t::try_from(at), libc::off64_t::try_from(len))
     else {
         return Err(io::Error::from_raw_os_error(libc::EFBIG));
@@ -667,7 +668,8 @@ pub struct SegmentPrep {
     pub(crate) zero_fill: bool,
 }
 
-/// A prepared (created, preallocated, mapped, pre-faulted) segment waiting to be installed with
+/// A prepared (created, preallocated, mapped, and unless it was made inline at a roll, zeroed
+/// and pre-faulted) segment waiting to be installed with
 /// [`Partition::install_prepared`](crate::Partition::install_prepared). Dropping it deletes its
 /// files.
 pub struct PreparedSegment {
@@ -903,24 +905,36 @@ mod tests {
 
     #[test]
     fn zero_fill_written_back_zeroes_exactly_its_range() {
-        // Setup: a file of 0xAB bytes, zeroed over a range that spans several writeback chunks
-        // and ends inside one. Expectation: the range reads zeros, the bytes around it are
-        // untouched.
+        // Setup: a file of 0xAB bytes, zeroed over ranges that start mid-page, span more
+        // chunks than the writeback window and end inside a chunk, that fit in one chunk, that
+        // are aligned, or empty; both ways of writing. Expectation: each range reads zeros,
+        // the bytes around it are untouched.
         let dir = tempfile::tempdir().unwrap();
-        let file = create_new(&dir.path().join("zeros")).unwrap();
-        let total = 3 * ZERO_CHUNK_BYTES + 8192;
-        file.write_all_at(&vec![0xAB; total as usize], 0).unwrap();
-        let (at, len) = (100, 2 * ZERO_CHUNK_BYTES + 5000);
-        write_zeros(&file, at, len, ZeroWrite::WrittenBack).unwrap();
-        let mut read_back = vec![0u8; total as usize];
-        file.read_exact_at(&mut read_back, 0).unwrap();
-        assert!(read_back[..at as usize].iter().all(|&b| b == 0xAB));
-        assert!(
-            read_back[at as usize..(at + len) as usize]
-                .iter()
-                .all(|&b| b == 0)
-        );
-        assert!(read_back[(at + len) as usize..].iter().all(|&b| b == 0xAB));
+        let chunk = ZERO_CHUNK_BYTES;
+        let window_chunks = ZERO_WRITEBACK_DEPTH;
+        let ranges = [
+            (100, 2 * chunk + 5000),
+            (64, (window_chunks + 3) * chunk + 5000),
+            (chunk, (window_chunks + 1) * chunk),
+            (5, 10),
+            (7, 0),
+        ];
+        for how in [ZeroWrite::WrittenBack, ZeroWrite::Cached] {
+            for (at, len) in ranges {
+                let path = dir.path().join(format!("zeros-{how:?}-{at}-{len}"));
+                let file = create_new(&path).unwrap();
+                let total = at + len + 8192;
+                file.write_all_at(&vec![0xAB; total as usize], 0).unwrap();
+                write_zeros(&file, at, len, how).unwrap();
+                let mut read_back = vec![0u8; total as usize];
+                file.read_exact_at(&mut read_back, 0).unwrap();
+                let (before, rest) = read_back.split_at(at as usize);
+                let (zeroed, after) = rest.split_at(len as usize);
+                assert!(before.iter().all(|&b| b == 0xAB), "{how:?} {at}+{len}");
+                assert!(zeroed.iter().all(|&b| b == 0), "{how:?} {at}+{len}");
+                assert!(after.iter().all(|&b| b == 0xAB), "{how:?} {at}+{len}");
+            }
+        }
     }
 
     #[test]

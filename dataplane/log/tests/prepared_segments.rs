@@ -4,7 +4,7 @@
 mod common;
 
 use common::{OwnedInput, append_owned, read_all, small_config};
-use dataplane_log::{AckMode, Partition, PartitionId, WritePath};
+use dataplane_log::{AckMode, Partition, PartitionConfig, PartitionId, WritePath};
 
 fn fill(partition: &mut Partition, prepare_ahead: bool) {
     for batch in 0..40u64 {
@@ -62,41 +62,45 @@ fn segments_prepared_on_another_thread_keep_rolls_off_the_append_path() {
 
 #[test]
 fn without_a_prepared_segment_a_roll_prepares_inline_and_counts_it() {
-    // Setup: the same appends, never running segment requests, on both write paths; then
-    // reopen. Expectation: every roll was an inline preparation, visible in the stats; the
-    // inline segments (allocated, not zeroed) hold every record, read back the same before
-    // and after recovery.
+    // Setup: the same appends, never running segment requests, on both write paths and in
+    // both ack modes, with zero fill on; then reopen. Expectation: every roll was an inline
+    // preparation, visible in the stats; the inline segments (allocated, neither zeroed nor
+    // pre-faulted) hold every record, read back the same before and after recovery.
     for write_path in [WritePath::Pwrite, WritePath::Mmap] {
-        let dir = tempfile::tempdir().expect("tempdir");
-        let config = small_config(write_path, AckMode::Written);
-        let (mut partition, _) =
-            Partition::open(dir.path(), PartitionId(0), config.clone()).expect("open");
-        fill(&mut partition, false);
-        let stats = partition.stats();
-        assert!(stats.segments_rolled >= 3);
-        assert_eq!(stats.segments_prepared_inline, stats.segments_rolled);
-        let written: Vec<OwnedInput> = read_all(&partition.reader())
-            .into_iter()
-            .map(|(_, record)| record)
-            .collect();
-        let expected: Vec<OwnedInput> = (0..320).map(|i| OwnedInput::numbered(i, 1000)).collect();
-        assert!(
-            written == expected,
-            "{write_path:?}: every record, in order"
-        );
-        partition.flush_now().expect("flush");
-        drop(partition);
-        let (reopened, report) =
-            Partition::open(dir.path(), PartitionId(0), config).expect("reopen");
-        assert!(report.is_clean(), "{write_path:?}: {report:?}");
-        let recovered: Vec<OwnedInput> = read_all(&reopened.reader())
-            .into_iter()
-            .map(|(_, record)| record)
-            .collect();
-        assert!(
-            recovered == expected,
-            "{write_path:?}: every record after reopening"
-        );
+        for ack in [AckMode::Written, AckMode::Durable] {
+            let dir = tempfile::tempdir().expect("tempdir");
+            let config = PartitionConfig {
+                zero_fill: true,
+                ..small_config(write_path, ack)
+            };
+            let (mut partition, _) =
+                Partition::open(dir.path(), PartitionId(0), config.clone()).expect("open");
+            fill(&mut partition, false);
+            partition.flush_now().expect("flush");
+            let stats = partition.stats();
+            assert!(stats.segments_rolled >= 3);
+            assert_eq!(stats.segments_prepared_inline, stats.segments_rolled);
+            let expected: Vec<OwnedInput> =
+                (0..320).map(|i| OwnedInput::numbered(i, 1000)).collect();
+            let records = |partition: &Partition| -> Vec<OwnedInput> {
+                read_all(&partition.reader())
+                    .into_iter()
+                    .map(|(_, record)| record)
+                    .collect()
+            };
+            assert!(
+                records(&partition) == expected,
+                "{write_path:?} {ack:?}: every record, in order"
+            );
+            drop(partition);
+            let (reopened, report) =
+                Partition::open(dir.path(), PartitionId(0), config).expect("reopen");
+            assert!(report.is_clean(), "{write_path:?} {ack:?}: {report:?}");
+            assert!(
+                records(&reopened) == expected,
+                "{write_path:?} {ack:?}: every record after reopening"
+            );
+        }
     }
 }
 
