@@ -614,8 +614,14 @@ pub fn run(plan: &Plan) -> anyhow::Result<Outcome> {
         abandoned.recount(&ctx, &conns);
         if ctx.now >= ctx.stop_ns
             || (count_mode && ctx.total_sent + abandoned.messages >= plan.messages)
-            || abandoned.devices == conns.len() as u64
         {
+            break;
+        }
+        if abandoned.devices == conns.len() as u64 {
+            // Nobody is left to send: the window ends now, not at the planned stop.
+            if !count_mode {
+                ctx.stop_ns = ctx.now.max(ctx.measure_start_ns);
+            }
             break;
         }
         if let Some(schedule) = ctx.schedule {
@@ -672,10 +678,11 @@ pub fn run(plan: &Plan) -> anyhow::Result<Outcome> {
         || output_pending(&conns))
         && ctx.now < drain_deadline
     {
-        abandoned.recount(&ctx, &conns);
         let wake = next_sweep.min(ticker.next_ns).min(drain_deadline);
         start_connects(plan, &mut ctx, &mut conns);
         turn(plan, &mut ctx, &mut conns, &mut events, wake)?;
+        // Before the loop's condition: a device that just gave up owes nothing more.
+        abandoned.recount(&ctx, &conns);
         if ctx.now >= next_sweep {
             sweep(plan, &mut ctx, &mut conns);
             next_sweep = ctx.now + SWEEP_NS;
