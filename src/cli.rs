@@ -59,8 +59,9 @@ pub enum DeviceCommand {
         #[arg(long, value_name = "DEVICE_ID")]
         device: Option<String>,
     },
-    /// Enable or disable a device, or renew the keys of a device (or module). Live
-    /// connections of a disabled device, or that used a replaced key, are closed.
+    /// Enable or disable a device, or renew the keys of a device (or module). Disabling a
+    /// device, or any change to an identity's keys, closes its live connections; they
+    /// reconnect with a key that is still valid.
     Update {
         /// Device id.
         device_id: String,
@@ -120,7 +121,10 @@ fn renew_keys(identity: &mut Value, renew: RenewKey) -> anyhow::Result<()> {
         keys["primaryKey"].as_str().map(str::to_owned),
         keys["secondaryKey"].as_str().map(str::to_owned),
     ) else {
-        bail!("this identity has no symmetric keys to renew (it authenticates with X.509)");
+        bail!(
+            "this identity has no symmetric keys to renew (its authentication type is {})",
+            identity["authentication"]["type"]
+        );
     };
     let new_key = controlplane::registry::keys::new_key;
     let (primary, secondary) = match renew {
@@ -311,8 +315,11 @@ pub fn run(target: &Target, command: DeviceCommand) -> anyhow::Result<()> {
                 renew_keys(&mut identity, renew)?;
             }
             // Only if nobody changed it since it was read: a concurrent update gets a 412.
-            let etag = identity["etag"].as_str().map(str::to_owned);
-            let updated = client.call("PUT", &path, Some(&identity), etag.as_deref())?;
+            let etag = identity["etag"]
+                .as_str()
+                .context("the server sent the identity without an etag")?
+                .to_owned();
+            let updated = client.call("PUT", &path, Some(&identity), Some(&etag))?;
             print_json(&updated);
         }
         DeviceCommand::Delete { device_id, module } => {

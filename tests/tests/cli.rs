@@ -273,7 +273,7 @@ fn devices_are_disabled_enabled_and_given_new_keys() {
         .cli(&["device", "update", "cli-upd-x509", "--renew-key", "both"])
         .expect_err("an X.509 device has no keys to renew")
         .to_string();
-    assert!(x509.contains("X.509"), "{x509}");
+    assert!(x509.contains("selfSigned"), "{x509}");
     let missing = server
         .cli(&["device", "update", "cli-nobody", "--status", "disabled"])
         .expect_err("an unknown device is an error")
