@@ -19,9 +19,9 @@ ulimit -n 65536 2>/dev/null || true
 # Servers under test preallocate their segments on real disk (in $TMPDIR); a full disk would
 # show up as partitions refusing devices, so say it plainly before anything runs.
 scratch=${TMPDIR:-/tmp}
-free_mib=$(df -Pm "$scratch" | awk 'NR == 2 { print $4 }')
+free_mib=$(df -Pm "$scratch" 2>/dev/null | awk 'NR == 2 { print $4 }' || true)
 if [ "${free_mib:-0}" -lt 2048 ]; then
-    echo "only ${free_mib} MiB free in $scratch; the tests need at least 2 GiB there" >&2
+    echo "only ${free_mib:-0} MiB free in $scratch (or it does not exist); the tests need at least 2 GiB there" >&2
     exit 1
 fi
 

@@ -49,7 +49,8 @@ class Shoal:
         self.extra_args = list(extra_args)
         # Small segments: the suites start many servers, each preallocating the segments of
         # its partitions, and a test never fills even one.
-        self.environment = {"SHOAL_LOG_SEGMENT_MIB": "8", **(environment or {})}
+        segment_mib = os.environ.get("SHOAL_LOG_SEGMENT_MIB", "8")
+        self.environment = {"SHOAL_LOG_SEGMENT_MIB": segment_mib, **(environment or {})}
         self.process = None
         self.endpoints = None
         self.log_path = self.data_dir.parent / f"{self.data_dir.name}.log"
