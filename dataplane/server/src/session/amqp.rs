@@ -165,6 +165,11 @@ async fn read_loop(connection: Rc<AmqpConnection>, mut reader: ReadPipe, space: 
     }
 }
 
+/// Consumer groups a connection may hold live tokens for. IoT Hub allows 20 consumer groups
+/// per endpoint; the bound keeps a client that puts tokens for made-up groups (each needs a
+/// ServiceConnect key) from growing the connection's memory without end.
+const GROUP_GRANTS_MAX: usize = 256;
+
 /// What the connection's tokens (or its PLAIN login) allow, and until when.
 #[derive(Debug, Default)]
 struct Grants {
@@ -177,14 +182,25 @@ struct Grants {
 }
 
 impl Grants {
-    fn add(&mut self, grant: cbs::Grant) {
+    /// Records a granted token; refused (with the reason) when the connection already holds
+    /// live tokens for [`GROUP_GRANTS_MAX`] other consumer groups.
+    fn add(&mut self, grant: cbs::Grant, now_secs: u64) -> Result<(), String> {
         // A refreshed token replaces the previous one's expiry.
         match grant.scope {
             Scope::Hub => self.hub_until = Some(grant.expiry_secs),
             Scope::ConsumerGroup(group) => {
+                if !self.groups.contains_key(&group) && self.groups.len() >= GROUP_GRANTS_MAX {
+                    self.groups.retain(|_, until| *until > now_secs);
+                    if self.groups.len() >= GROUP_GRANTS_MAX {
+                        return Err(format!(
+                            "this connection already holds tokens for {GROUP_GRANTS_MAX} consumer groups"
+                        ));
+                    }
+                }
                 self.groups.insert(group, grant.expiry_secs);
             }
         }
+        Ok(())
     }
 
     /// Until when the hub may be read, if it may be now.
@@ -480,10 +496,13 @@ impl AmqpConnection {
             now_secs,
         );
         match decided {
-            Ok(grant) => {
-                self.grants.borrow_mut().add(grant);
-                (200, "OK".to_owned())
-            }
+            Ok(grant) => match self.grants.borrow_mut().add(grant, now_secs) {
+                Ok(()) => (200, "OK".to_owned()),
+                Err(description) => {
+                    tracing::info!(audience = %put.audience, %description, "put-token refused");
+                    (403, description)
+                }
+            },
             Err(refusal) => {
                 tracing::info!(audience = %put.audience, status = refusal.status, description = %refusal.description, "put-token refused");
                 (refusal.status, refusal.description)
@@ -878,5 +897,45 @@ fn log_close(reason: &CloseReason) {
             tracing::debug!(?reason, "AMQP connection ended");
         }
         other => tracing::info!(reason = ?other, "AMQP connection ended"),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn group(name: &str, expiry_secs: u64) -> cbs::Grant {
+        cbs::Grant {
+            scope: Scope::ConsumerGroup(name.to_owned()),
+            expiry_secs,
+        }
+    }
+
+    #[test]
+    fn consumer_group_grants_are_bounded_per_connection() {
+        // Setup: tokens for as many groups as allowed, half of them expiring at 100. Expectation:
+        // at the bound, a new group is accepted only once expired grants make room, refreshing a
+        // held group is always accepted, and a full set of live grants refuses a new group
+        // with a reason, keeping what it holds.
+        let mut grants = Grants::default();
+        for i in 0..GROUP_GRANTS_MAX {
+            let expiry = if i % 2 == 0 { 100 } else { 1_000 };
+            grants.add(group(&format!("g{i}"), expiry), 50).unwrap();
+        }
+        grants
+            .add(group("g1", 2_000), 50)
+            .expect("a refresh at the bound");
+        let full = grants
+            .add(group("new", 1_000), 50)
+            .expect_err("full of live grants");
+        assert!(full.contains("256 consumer groups"), "{full}");
+        assert_eq!(grants.group("g0", 50), Some(100));
+        grants
+            .add(group("new", 1_000), 200)
+            .expect("expired grants make room");
+        assert_eq!(grants.group("new", 200), Some(1_000));
+        assert_eq!(grants.group("g0", 200), None);
+        assert_eq!(grants.group("g1", 200), Some(2_000));
+        assert!(grants.groups.len() <= GROUP_GRANTS_MAX / 2 + 1);
     }
 }
