@@ -481,3 +481,113 @@ fn a_will_is_sent_as_telemetry_when_the_connection_drops_without_disconnect() {
     }
     assert_alive(&mut server);
 }
+
+/// Publishes QoS 1 messages with up to `window` in flight until the connection ends (the
+/// server is killed); returns the payloads the server acknowledged.
+fn publish_until_cut(server: &Server, device: &Device, round: u32, window: u64) -> Vec<String> {
+    let (mut stream, mut buffer) = connected(server, device, 60);
+    let topic = telemetry_topic(device);
+    let payload = |sequence: u64| format!("{}-r{round}-{sequence}", device.id);
+    let packet_id = |sequence: u64| (sequence % 65_535 + 1) as u16;
+    let mut in_flight = std::collections::HashMap::new();
+    let mut acknowledged = Vec::new();
+    let mut next = 0u64;
+    loop {
+        while (in_flight.len() as u64) < window {
+            let body = payload(next);
+            if send(
+                &mut stream,
+                &publish_bytes(&topic, QoS::AtLeastOnce, packet_id(next), body.as_bytes()),
+            )
+            .is_err()
+            {
+                return acknowledged;
+            }
+            in_flight.insert(packet_id(next), body);
+            next += 1;
+        }
+        match read_packet(&mut stream, &mut buffer) {
+            Some(Packet::PubAck(ack)) => {
+                let body = in_flight
+                    .remove(&ack.pkid)
+                    .expect("a PUBACK answers a PUBLISH in flight");
+                acknowledged.push(body);
+            }
+            Some(other) => panic!("expected PUBACK, got {other:?}"),
+            None => return acknowledged,
+        }
+    }
+}
+
+#[test]
+fn acknowledged_messages_survive_the_server_being_killed() {
+    // Setup: four devices (spread over the partitions) publish QoS 1 with eight in flight
+    // each; the server is killed with SIGKILL mid-stream, restarted, and it happens again.
+    // Expectation: after each restart every acknowledged message is in the log, none twice,
+    // and each partition's sequence numbers run from 0 without a gap.
+    let mut server = server();
+    let devices: Vec<Device> = (0..4)
+        .map(|i| new_device(&server, &format!("crash{i}")))
+        .collect();
+    let mut acknowledged = Vec::new();
+    for round in 0..2 {
+        let acked_this_round = std::thread::scope(|scope| {
+            let handles: Vec<_> = devices
+                .iter()
+                .map(|device| {
+                    let server = &server;
+                    scope.spawn(move || publish_until_cut(server, device, round, 8))
+                })
+                .collect();
+            std::thread::sleep(Duration::from_millis(1500));
+            // SIGKILL by pid: the publishers still borrow the server handle.
+            let killed = std::process::Command::new("kill")
+                .args(["-KILL", &server.pid().to_string()])
+                .status()
+                .expect("kill runs");
+            assert!(killed.success());
+            handles
+                .into_iter()
+                .flat_map(|handle| handle.join().expect("publisher thread"))
+                .collect::<Vec<_>>()
+        });
+        assert!(
+            acked_this_round.len() > 100,
+            "round {round}: only {} acknowledged before the kill",
+            acked_this_round.len()
+        );
+        acknowledged.extend(acked_this_round);
+        server.kill(); // reaps the killed process
+        server
+            .start_again()
+            .expect("the server restarts after SIGKILL");
+
+        let events = server.events().expect("events readable");
+        let mut bodies = std::collections::HashSet::new();
+        let mut by_partition = std::collections::BTreeMap::<u64, Vec<u64>>::new();
+        for event in &events {
+            let body = event["body"].as_str().expect("a text body").to_owned();
+            assert!(bodies.insert(body.clone()), "{body} stored twice");
+            by_partition
+                .entry(event["partition"].as_u64().expect("partition"))
+                .or_default()
+                .push(event["sequence_number"].as_u64().expect("sequence"));
+        }
+        for (partition, sequences) in &by_partition {
+            let expected: Vec<u64> = (0..sequences.len() as u64).collect();
+            assert_eq!(sequences, &expected, "partition {partition} has a gap");
+        }
+        let lost: Vec<&String> = acknowledged
+            .iter()
+            .filter(|body| !bodies.contains(*body))
+            .collect();
+        assert!(
+            lost.is_empty(),
+            "round {round}: {} of {} acknowledged messages lost, e.g. {:?}",
+            lost.len(),
+            acknowledged.len(),
+            &lost[..lost.len().min(3)]
+        );
+    }
+    assert_alive(&mut server);
+}
