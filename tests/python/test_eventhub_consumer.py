@@ -421,14 +421,21 @@ def test_a_wrong_key_is_an_authentication_error(shoal):
     assert "401" in str(raised.value), raised.value
 
 
-def test_a_consumer_group_created_over_rest_can_be_read(shoal, registry, ca_text):
-    group = unique("group")
+def create_consumer_group(shoal, registry, prefix):
+    """Creates a uniquely named consumer group over REST; returns its name and a function
+    that deletes it."""
+    group = unique(prefix)
     token = registry.protocol.config.credentials.signed_session().headers["Authorization"]
     url = (
         f"{shoal.endpoints['rest_base_url']}/eventHubEndpoints/events/consumerGroups/{group}"
         "?api-version=2021-04-12"
     )
     assert requests.put(url, headers={"Authorization": token}).status_code == 200
+    return group, lambda: requests.delete(url, headers={"Authorization": token})
+
+
+def test_a_consumer_group_created_over_rest_can_be_read(shoal, registry, ca_text):
+    group, _ = create_consumer_group(shoal, registry, "group")
     device_id = device_in(1)
     send(shoal, registry, ca_text, device_id, ["for the new group"])
     receiving = Receiving(
@@ -446,13 +453,7 @@ def test_deleting_a_consumer_group_detaches_its_receivers(shoal, registry, ca_te
     # Setup: a receiver reading a group created over REST. Expectation: deleting the group
     # ends the receiver with an error that names the group, and the group's events are not
     # delivered any more; other groups read on.
-    group = unique("doomed")
-    token = registry.protocol.config.credentials.signed_session().headers["Authorization"]
-    url = (
-        f"{shoal.endpoints['rest_base_url']}/eventHubEndpoints/events/consumerGroups/{group}"
-        "?api-version=2021-04-12"
-    )
-    assert requests.put(url, headers={"Authorization": token}).status_code == 200
+    group, delete_group = create_consumer_group(shoal, registry, "doomed")
     device_id = device_in(1)
     send(shoal, registry, ca_text, device_id, ["before the delete"])
     # Without retries the client reports the detach instead of re-attaching (refused too).
@@ -463,7 +464,7 @@ def test_deleting_a_consumer_group_detaches_its_receivers(shoal, registry, ca_te
     )
     try:
         assert receiving.wait_for(lambda r: len(r.of(device_id)) >= 1), receiving.errors
-        assert requests.delete(url, headers={"Authorization": token}).status_code in (200, 204)
+        assert delete_group().status_code in (200, 204)
         assert receiving.wait_for(lambda r: r.errors), "the receiver of a deleted group kept reading"
         message = str(receiving.errors[0])
         assert group.lower() in message.lower(), message

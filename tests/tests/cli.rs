@@ -8,6 +8,11 @@ fn json(text: &str) -> Value {
     serde_json::from_str(text).expect("the command prints JSON")
 }
 
+/// Runs a command that must fail; returns what it printed as its error.
+fn refused(server: &Server, arguments: &[&str], why: &str) -> String {
+    server.cli(arguments).expect_err(why).to_string()
+}
+
 #[test]
 fn devices_are_created_shown_listed_given_connection_strings_and_deleted() {
     // Setup: a fresh server. Expectation: each subcommand does what `az iot hub
@@ -119,41 +124,46 @@ fn mistakes_get_errors_that_say_what_is_wrong() {
     let server = Server::start().expect("shoal starts");
     server.cli(&["device", "create", "cli-once"]).unwrap();
 
-    let missing = server
-        .cli(&["device", "show", "cli-nobody"])
-        .expect_err("an unknown device is an error")
-        .to_string();
+    let missing = refused(
+        &server,
+        &["device", "show", "cli-nobody"],
+        "an unknown device is an error",
+    );
     assert!(
         missing.contains("404") && missing.contains("DeviceNotFound"),
         "{missing}"
     );
-    let duplicate = server
-        .cli(&["device", "create", "cli-once"])
-        .expect_err("creating an existing device is an error")
-        .to_string();
+    let duplicate = refused(
+        &server,
+        &["device", "create", "cli-once"],
+        "creating an existing device is an error",
+    );
     assert!(
         duplicate.contains("409") && duplicate.contains("DeviceAlreadyExists"),
         "{duplicate}"
     );
-    let deleted_twice = server
-        .cli(&["device", "delete", "cli-nobody"])
-        .expect_err("deleting an unknown device is an error")
-        .to_string();
+    let deleted_twice = refused(
+        &server,
+        &["device", "delete", "cli-nobody"],
+        "deleting an unknown device is an error",
+    );
     assert!(deleted_twice.contains("DeviceNotFound"), "{deleted_twice}");
 
     server
         .cli(&["device", "create", "cli-x509", "--x509", &"AB".repeat(20)])
         .unwrap();
-    let no_key = server
-        .cli(&["device", "connection-string", "cli-x509"])
-        .expect_err("an X.509 device has no key to print")
-        .to_string();
+    let no_key = refused(
+        &server,
+        &["device", "connection-string", "cli-x509"],
+        "an X.509 device has no key to print",
+    );
     assert!(no_key.contains("X.509"), "{no_key}");
 
-    let invalid = server
-        .cli(&["device", "create", "bad id with spaces"])
-        .expect_err("an invalid id is refused")
-        .to_string();
+    let invalid = refused(
+        &server,
+        &["device", "create", "bad id with spaces"],
+        "an invalid id is refused",
+    );
     assert!(invalid.contains("400"), "{invalid}");
 }
 
@@ -248,17 +258,19 @@ fn devices_are_disabled_enabled_and_given_new_keys() {
     assert_eq!(keys_of(&module_renewed).0, module_keys.0);
     assert_ne!(keys_of(&module_renewed).1, module_keys.1);
 
-    let nothing = server
-        .cli(&["device", "update", "cli-upd"])
-        .expect_err("an update with nothing to change is refused")
-        .to_string();
+    let nothing = refused(
+        &server,
+        &["device", "update", "cli-upd"],
+        "an update with nothing to change is refused",
+    );
     assert!(nothing.contains("nothing to update"), "{nothing}");
-    let module_status = server
-        .cli(&[
+    let module_status = refused(
+        &server,
+        &[
             "device", "update", "cli-upd", "--module", "m1", "--status", "disabled",
-        ])
-        .expect_err("modules have no status")
-        .to_string();
+        ],
+        "modules have no status",
+    );
     assert!(module_status.contains("no status"), "{module_status}");
     server
         .cli(&[
@@ -269,14 +281,16 @@ fn devices_are_disabled_enabled_and_given_new_keys() {
             &"CD".repeat(20),
         ])
         .unwrap();
-    let x509 = server
-        .cli(&["device", "update", "cli-upd-x509", "--renew-key", "both"])
-        .expect_err("an X.509 device has no keys to renew")
-        .to_string();
+    let x509 = refused(
+        &server,
+        &["device", "update", "cli-upd-x509", "--renew-key", "both"],
+        "an X.509 device has no keys to renew",
+    );
     assert!(x509.contains("selfSigned"), "{x509}");
-    let missing = server
-        .cli(&["device", "update", "cli-nobody", "--status", "disabled"])
-        .expect_err("an unknown device is an error")
-        .to_string();
+    let missing = refused(
+        &server,
+        &["device", "update", "cli-nobody", "--status", "disabled"],
+        "an unknown device is an error",
+    );
     assert!(missing.contains("DeviceNotFound"), "{missing}");
 }

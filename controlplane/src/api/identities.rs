@@ -678,11 +678,7 @@ fn bulk_one(state: &ApiState, entry: BulkEntry, mode: BulkMode) -> Result<(), Ap
                     .module(&state.hub().name, &device_id, &module_id)
                     .map_err(|error| ApiError::server(&error))?
                     .is_some();
-                let wanted = if exists {
-                    Precondition::MustExist
-                } else {
-                    Precondition::MustNotExist
-                };
+                let wanted = Precondition::create_or_update(exists);
                 write_module(state, &device_id, &module_id, body, &wanted).map(drop)
             }
             BulkMode::UpdateIfMatchEtag => {
@@ -735,11 +731,7 @@ fn bulk_one(state: &ApiState, entry: BulkEntry, mode: BulkMode) -> Result<(), Ap
                 .device(&state.hub().name, &device_id)
                 .map_err(|error| ApiError::server(&error))?
                 .is_some();
-            let wanted = if exists {
-                Precondition::MustExist
-            } else {
-                Precondition::MustNotExist
-            };
+            let wanted = Precondition::create_or_update(exists);
             write_device(
                 state,
                 &device_id,

@@ -23,6 +23,17 @@ pub enum Precondition {
     IfMatch(String),
 }
 
+impl Precondition {
+    /// Create-or-update without an etag: update a record that exists, create one that does not.
+    pub fn create_or_update(exists: bool) -> Self {
+        if exists {
+            Self::MustExist
+        } else {
+            Self::MustNotExist
+        }
+    }
+}
+
 /// Why a store call failed.
 #[derive(Debug, thiserror::Error)]
 #[non_exhaustive]

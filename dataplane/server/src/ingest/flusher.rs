@@ -95,9 +95,12 @@ impl ShardFlusher {
                 // covers the whole burst instead of its first message, at no cost in latency
                 // (those sessions run now either way).
                 futures_lite::future::yield_now().await;
-                let partitions = self.partitions.borrow().clone();
                 let mut synced_any = false;
-                for partition in partitions {
+                // By index, without copying the list each cycle; partitions are only added at
+                // start.
+                let count = self.partitions.borrow().len();
+                for index in 0..count {
+                    let partition = Rc::clone(&self.partitions.borrow()[index]);
                     // Taken just before its own sync, the request covers what arrived while
                     // the other partitions synced.
                     let Some(request) = partition.take_flush_request() else {
